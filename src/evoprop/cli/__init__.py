@@ -1,0 +1,1 @@
+"""The ``evoprop`` command line."""

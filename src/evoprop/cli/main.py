@@ -1,0 +1,65 @@
+"""``evoprop``: the command-line entry point.
+
+Every user mistake (bad option, unknown name, missing data, unreadable config)
+ends as one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+import evoprop
+from evoprop.cli.train import train_command
+from evoprop.errors import EvopropError, TrainingDiverged
+from evoprop.optim import OPTIMIZERS
+
+EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(evoprop.__version__, prog_name="evoprop")
+def cli() -> None:
+    """Train neural networks with evolution strategies and gradient descent, and compare optimizers.
+
+    Start with `evoprop train --help`.
+    """
+
+
+@cli.command("optimizers")
+def optimizers_command() -> None:
+    """List the gradient optimizers by name, with their default hyperparameters."""
+    for spec in OPTIMIZERS.values():
+        defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
+        click.echo(f"{spec.name:<10} {defaults:<40} {spec.description}")
+
+
+cli.add_command(train_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return (and, as a console script, exit with) its status."""
+    try:
+        status = cli.main(args=argv, prog_name="evoprop", standalone_mode=False)
+        return status if isinstance(status, int) else 0
+    except click.ClickException as exc:  # bad option or value: click's message, on one line
+        _fail(exc.format_message())
+        return EXIT_USAGE
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("interrupted; completed epochs are saved: continue with 'evoprop train --resume RUN_DIR'")
+        return EXIT_INTERRUPTED
+    except TrainingDiverged as exc:
+        _fail(str(exc))
+        return EXIT_DIVERGED
+    except EvopropError as exc:
+        _fail(str(exc))
+        return EXIT_ERROR
+
+
+def _fail(message: str) -> None:
+    click.echo(f"evoprop: error: {' '.join(message.split())}", err=True)
+
+
+def console_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The settings of one training run, validated in one place.
+
+The same ``TrainConfig`` comes from the CLI, from a YAML/JSON file (``--config``),
+or from Python; a run directory stores it resolved, so ``--resume`` rebuilds the
+exact run. Keys in files may use dashes or underscores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evoprop.errors import ConfigError
+
+METHODS = ("gradient",)
+SPLITS = ("paper", "official")
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    method: str = "gradient"
+    # data
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    split: str = "paper"
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    standardize: bool = False
+    limit_train: int | None = None
+    limit_test: int | None = None
+    # model
+    depth: int = 1
+    width: int = 200
+    activation: str = "relu"
+    init: str = "glorot"
+    # gradient optimizer
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: the optimizer's own default
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 64
+    # run
+    epochs: int = 10
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int = 8192
+
+    def validate(self) -> "TrainConfig":
+        """Check every value a user can get wrong; raise ConfigError with a one-line fix."""
+        from evoprop.data import DATASETS
+        from evoprop.device import resolve_device
+        from evoprop.models import ACTIVATIONS, INITS
+        from evoprop.optim.registry import check_options
+
+        _one_of("method", self.method, METHODS)
+        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("split", self.split, SPLITS)
+        _one_of("activation", self.activation, ACTIVATIONS)
+        _one_of("init", self.init, INITS)
+        resolve_device(self.device)
+        for name in ("depth", "width", "batch_size", "epochs", "eval_batch_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("limit_train", "limit_test"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if not isinstance(self.seed, int) or not isinstance(self.split_seed, int):
+            raise ConfigError("seed and split_seed must be integers")
+        if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr must be a number > 0, got {self.lr!r}")
+        if not isinstance(self.optimizer_options, dict):
+            raise ConfigError("optimizer_options must be a mapping of option name to value")
+        check_options(self.optimizer, self.optimizer_options)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: "TrainConfig | None" = None) -> "TrainConfig":
+        """``base`` (or the defaults) updated with ``data``; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise ConfigError("a config must be a mapping of setting name to value")
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(cls.field_names())}")
+        if isinstance(data.get("optimizer_options"), dict):
+            # YAML lists (e.g. Adam's betas) become the tuples torch.optim expects
+            data["optimizer_options"] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in data["optimizer_options"].items()
+            }
+        return dataclasses.replace(base or cls(), **data)
+
+    @classmethod
+    def from_file(cls, path: str | Path, base: "TrainConfig | None" = None) -> "TrainConfig":
+        return cls.from_dict(read_mapping(path), base)
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file holding one mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of setting name to value")
+    return data
+
+
+def _one_of(name: str, value: Any, valid) -> None:
+    if value not in valid:
+        raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,159 @@
+"""Start or resume one training run from a TrainConfig: data -> model -> optimizer -> trainer -> run dir."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+import evoprop
+from evoprop.config import TrainConfig
+from evoprop.data import load_dataset
+from evoprop.device import resolve_device
+from evoprop.errors import TrainingDiverged
+from evoprop.models import build_mlp
+from evoprop.optim import make_optimizer
+from evoprop.optim.registry import get_spec
+from evoprop.runs.rundir import RunDir
+from evoprop.train import Trainer
+
+CHECKPOINT_FORMAT = 1
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """Validate, and write the optimizer's default lr into the config so the run records it."""
+    config.validate()
+    if config.lr is None:
+        config.lr = get_spec(config.optimizer).defaults.get("lr")
+    return config
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{config.dataset}-d{config.depth}-{config.method}-{config.optimizer}"
+
+
+def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
+    """Everything a run needs, built deterministically from ``config`` (model init is seeded)."""
+    device = resolve_device(config.device)
+    data = load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        split=config.split,
+        val_fraction=config.val_fraction,
+        split_seed=config.split_seed,
+        standardize=config.standardize,
+        device=device,
+        limit_train=config.limit_train,
+        limit_test=config.limit_test,
+    )
+    torch.manual_seed(config.seed)
+    model = build_mlp(data.input_shape, data.num_classes, config.depth, config.width, config.activation, config.init)
+    model.to(device)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, **config.optimizer_options)
+    return Trainer(model, optimizer, data, batch_size=config.batch_size, seed=config.seed,
+                   eval_batch_size=config.eval_batch_size, progress=progress)
+
+
+def run_training(
+    config: TrainConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    epochs: int | None = None,
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> tuple[dict, RunDir]:
+    """Train a new run (``config``, into ``out``) or continue one (``resume``); return (summary, run dir).
+
+    ``epochs`` overrides the configured number (to extend a resumed run). A run that
+    diverges or is interrupted keeps its last completed epoch and can be resumed.
+    """
+    echo = echo or (lambda line: tqdm.write(line, file=sys.stderr))
+    run = RunDir(resume) if resume is not None else None
+    config = run.read_config() if run is not None else (config or TrainConfig())
+    if epochs is not None:
+        config.epochs = epochs
+    config = resolve_config(config)
+    if run is None:
+        target = RunDir(out or default_run_dir(config))
+        target.ensure_new()
+    # Build (and so check data, device, optimizer) before anything is written to disk.
+    trainer = build_trainer(config, progress=progress)
+    if run is None:
+        run = RunDir.create(target.path, config)
+    else:
+        run.write_config(config)  # records an extended epoch count
+        if run.has_checkpoint():
+            state = run.load_checkpoint(map_location=trainer.data.train.x.device)
+            trainer.load_state_dict(state["trainer"])
+            torch.set_rng_state(state["torch_rng"])
+            echo(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
+    run.write_metrics(trainer.history)  # drops any line written after the last checkpoint
+    static = _static_summary(config, trainer)
+
+    def on_epoch_end(tr: Trainer, record: dict) -> None:
+        run.save_checkpoint({"format": CHECKPOINT_FORMAT, "trainer": tr.state_dict(), "torch_rng": torch.get_rng_state()})
+        run.append_metrics(record)
+        run.write_summary({**static, **tr.summary(), "status": "running"})
+        echo(_epoch_line(record, config.epochs))
+
+    status = "interrupted"  # if anything but a clean finish or divergence escapes fit()
+    try:
+        trainer.fit(config.epochs, on_epoch_end)
+        status = "completed"
+    except TrainingDiverged:
+        status = "diverged"
+        raise
+    finally:
+        summary = {**static, **trainer.summary(), "status": status}
+        run.write_summary(summary)
+    return summary, run
+
+
+def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
+    data = trainer.data
+    return {
+        "method": config.method,
+        "dataset": config.dataset,
+        "dataset_note": data.source_note,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "batch_size": config.batch_size,
+        "depth": config.depth,
+        "width": config.width,
+        "seed": config.seed,
+        "device": str(trainer.data.train.x.device),
+        "train_size": len(data.train),
+        "val_size": len(data.val) if data.val is not None else 0,
+        "test_size": len(data.test),
+        "evoprop": evoprop.__version__,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    val = f"  val F1 {r['val_f1']:.4f}" if "val_f1" in r else ""
+    return (f"epoch {r['epoch']:>3}/{epochs}  train loss {r['train_loss']:.4f}  test loss {r['test_loss']:.4f}  "
+            f"acc {r['test_accuracy']:.4f}  F1 {r['test_f1']:.4f}{val}  {r['seconds']:.1f} s")
+
+
+def summary_line(summary: dict, run: RunDir) -> str:
+    """The one line printed at the end of a run."""
+    if not summary.get("epochs"):
+        return f"{summary['status']}: no epoch completed; run: {run.path}"
+    honest = ""
+    if summary.get("val_selected_test_f1") is not None:
+        honest = f" | val-selected test F1 {summary['val_selected_test_f1']:.4f} (epoch {summary['val_selected_epoch']})"
+    note = f" | data: {summary['dataset_note']}" if summary.get("dataset_note") else ""
+    return (f"{summary['status']}: {summary['dataset']} depth {summary['depth']} {summary['method']}/{summary['optimizer']} "
+            f"lr {summary['lr']:g} | {summary['epochs']} epochs, {summary['seconds']:.1f} s "
+            f"({summary['seconds_per_epoch']:.2f} s/epoch) | best test F1 {summary['best_test_f1']:.4f} "
+            f"(epoch {summary['best_epoch']}){honest}{note} | run: {run.path}")
