@@ -43,3 +43,9 @@ def cifar_gray(data_dir, cifar_archive):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the "not the official archive" note; tested in test_data.py
         return load_dataset("cifar10-gray", data_dir=data_dir, split="paper", val_fraction=0.1, split_seed=0)
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist):
+    """(x, y): the first 2,000 MNIST training examples of the ``mnist`` fixture, for quick optimizer tests."""
+    return mnist.train.x[:2000], mnist.train.y[:2000]
