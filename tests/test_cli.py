@@ -92,3 +92,14 @@ def test_the_installed_entry_point_exits_non_zero_with_one_line():
     assert proc.stderr.strip().splitlines() == [
         "evoprop: error: unknown optimizer 'nosuch'; valid: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam"
     ]
+
+
+def test_cifar_results_say_they_come_from_the_reconstruction(capsys, data_dir, cifar_archive, tmp_path):
+    status, out, err = run_cli(capsys, "train", "--dataset", "cifar10-gray", "--data-dir", str(data_dir),
+                               "--limit-train", "500", "--limit-test", "200", "--epochs", "1",
+                               "--out", str(tmp_path / "run"), "--no-progress")
+    assert status == 0, err
+    assert "Traceback" not in err and all(not line.startswith("  ") for line in err.splitlines())
+    assert "reconstruction" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "reconstruction" in summary["dataset_note"]

@@ -7,11 +7,13 @@ ends as one line on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
 import evoprop
 from evoprop.cli.train import train_command
+from evoprop.data import UnofficialDataWarning
 from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.optim import OPTIMIZERS
 
@@ -40,6 +42,21 @@ cli.add_command(train_command)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a console script, exit with) its status."""
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message, category, *args, **kwargs) -> None:
+            # evoprop's own notes (e.g. an unofficial data archive) as one line, not Python's two-line format
+            if issubclass(category, UnofficialDataWarning):
+                click.echo(f"evoprop: note: {message}", err=True)
+            else:
+                original(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         status = cli.main(args=argv, prog_name="evoprop", standalone_mode=False)
         return status if isinstance(status, int) else 0

@@ -31,8 +31,8 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--split-seed", "split_seed", int, "Seed of the train/val/test permutation (independent of --seed)."),
     ("--standardize/--no-standardize", "standardize", None,
      "Standardise inputs per channel with the train split's mean and std (pixels are in [0, 1] either way)."),
-    ("--limit-train", "limit_train", int, "Use only the first N training examples (quick experiments)."),
-    ("--limit-test", "limit_test", int, "Use only the first N test (and validation) examples."),
+    ("--limit-train", "limit_train", int, "Use only the first N training examples (quick experiments) [default: all]."),
+    ("--limit-test", "limit_test", int, "Use only the first N test (and validation) examples [default: all]."),
     ("--depth", "depth", int, "Number of weight layers: 1 = softmax regression, 10 = nine hidden layers."),
     ("--width", "width", int, "Units in every hidden layer."),
     ("--activation", "activation", str, f"Hidden activation: {', '.join(ACTIVATIONS)}."),
@@ -49,14 +49,18 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
 ]
 
 
+_METAVARS = {str: "NAME", int: "N", float: "X"}
+
+
 def _with_options(func):
     for flag, field, type_, help_ in reversed(_OPTIONS):
-        if "[default:" not in help_:
-            help_ = f"{help_} [default: {getattr(_DEFAULTS, field)}]"
+        default = getattr(_DEFAULTS, field)
+        if "[default:" not in help_ and default is not None:
+            help_ = f"{help_} [default: {default}]"
         if type_ is None:  # a boolean flag pair
             func = click.option(flag, field, default=None, help=help_)(func)
         else:
-            func = click.option(flag, field, type=type_, default=None, help=help_)(func)
+            func = click.option(flag, field, type=type_, default=None, help=help_, metavar=_METAVARS.get(type_))(func)
     return func
 
 

@@ -69,7 +69,7 @@ class Trainer:
                 loss = F.cross_entropy(self.model(x), y)
                 loss.backward()
                 self.optimizer.step()
-                loss_sum += loss.detach().double() * len(y)
+                loss_sum.add_(loss.detach(), alpha=len(y))  # one kernel: no per-step host sync
                 seen += len(y)
                 if step % CHECK_EVERY == 0 or step == steps:
                     mean = float(loss_sum) / seen
