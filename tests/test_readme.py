@@ -1,0 +1,22 @@
+"""The README's promises that code can check: its Python example runs, its test command is .ci/run."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_python_api_example_runs(data_dir, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README has no python example"
+    monkeypatch.setenv("EVOPROP_DATA", str(data_dir))
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert namespace["summary"]["epochs"] == 2
+    assert namespace["summary"]["best_test_f1"] > 0.8
+    assert set(namespace["state"]) >= {"model", "optimizer", "generator", "history"}
+
+
+def test_the_readme_test_command_is_ci_run():
+    assert "bash .ci/run" in README.read_text()
+    assert (README.parent / ".ci" / "run").exists()
