@@ -1,0 +1,243 @@
+"""Evaluate many candidate values of some of a model's parameters on one mini-batch, batched.
+
+A candidate is one flat vector holding the searched parameters in order (for an
+``nn.Linear``: weight row-major, then bias — the paper's layer-1 "(weight, bias)").
+
+Two paths compute the same P losses:
+
+* **fast** — one searched ``nn.Linear`` of an :class:`~evoprop.models.MLP` (the paper's
+  case). The layers before it are shared by all candidates and run once; the searched
+  layer for all P candidates is ONE batched matrix product (``baddbmm``, reading each
+  candidate's weights in place and fusing its bias) whose (P, B, out) output is already
+  the (P·B, out) input of the shared layers after it, which then run as a single pass
+  over P·B rows. No per-candidate Python work, no copy of the candidates.
+* **general** — any module and any parameter subset, through ``torch.func.functional_call``
+  vectorised over candidates with ``vmap``.
+
+The population is processed in chunks sized to a memory budget, so P is bounded by
+time, not memory; a budget that cannot hold even one candidate is a clear error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from evoprop.errors import ConfigError
+from evoprop.models import MLP
+
+# Share of the free memory a chunk may use when no budget is given: the rest is left to
+# the model, the data set on the device and the strategy's own state.
+DEFAULT_MEMORY_FRACTION = 0.25
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes that can be allocated on ``device`` now (GPU: free memory; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30  # no /proc (macOS, Windows): assume a modest 4 GiB
+
+
+class PopulationEvaluator:
+    """Losses of candidate vectors for ``model``'s searched parameters.
+
+    ``layers`` are indices into ``model.layers`` (an evoprop MLP); or give ``params``, any
+    list of the model's parameters. ``max_memory`` caps the bytes a chunk of candidates may
+    use (default: a quarter of the free memory of the model's device). ``path`` forces
+    ``"fast"`` or ``"general"``; ``"auto"`` takes the fast path whenever it applies.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[int] | None = None,
+        params: Sequence[nn.Parameter] | None = None,
+        *,
+        max_memory: int | None = None,
+        path: str = "auto",
+    ):
+        if (layers is None) == (params is None):
+            raise ConfigError("give exactly one of layers (indices into model.layers) or params")
+        self.model = model
+        if layers is not None:
+            if not isinstance(model, MLP):
+                raise ConfigError("layers=... needs an evoprop MLP; for other models pass params=[...]")
+            n = len(model.layers)
+            bad = [i for i in layers if not -n <= i < n]
+            if bad or not layers:
+                raise ConfigError(f"layer indices {list(layers)} are not in 0..{n - 1}")
+            layers = sorted({i % n for i in layers})
+            params = [p for i in layers for p in model.layers[i].parameters()]
+        self.layers = layers
+        self.params = list(params)
+        names = {id(p): name for name, p in model.named_parameters()}
+        missing = [p for p in self.params if id(p) not in names]
+        if missing or not self.params:
+            raise ConfigError("params must be a non-empty list of the model's own parameters")
+        self.names = [names[id(p)] for p in self.params]
+        self.shapes = [p.shape for p in self.params]
+        self.sizes = [p.numel() for p in self.params]
+        fast_ok = layers is not None and len(layers) == 1
+        if path not in ("auto", "fast", "general"):
+            raise ConfigError(f"unknown evaluation path '{path}'; valid: auto, fast, general")
+        if path == "fast" and not fast_ok:
+            raise ConfigError("the fast path needs exactly one searched layer of an evoprop MLP")
+        self.path = "fast" if fast_ok and path != "general" else "general"
+        self.max_memory = max_memory
+        self._activations_per_example: int | None = None
+
+    # -- the searched parameters as one vector ------------------------------------------
+    @property
+    def dim(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.params[0].device
+
+    def get_vector(self) -> torch.Tensor:
+        """The model's current values of the searched parameters, flattened (a copy)."""
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    @torch.no_grad()
+    def set_vector(self, vector: torch.Tensor) -> None:
+        """Write a candidate vector into the model's searched parameters."""
+        self._check(vector.reshape(1, -1))
+        for p, part in zip(self.params, vector.split(self.sizes)):
+            p.copy_(part.view(p.shape))
+
+    # -- evaluation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, candidates: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of each of the P candidates on (x, y): a (P,) float32 tensor."""
+        self._check(candidates)
+        chunk = self.chunk_size(len(candidates), x)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            evaluate = self._fast if self.path == "fast" else self._general
+            parts = [evaluate(c.to(self.device, self.params[0].dtype), x, y) for c in candidates.split(chunk)]
+        finally:
+            self.model.train(was_training)
+        return torch.cat(parts)
+
+    def chunk_size(self, popsize: int, x: torch.Tensor) -> int:
+        """How many candidates one pass over the mini-batch ``x`` may hold under the memory budget."""
+        budget = self.max_memory if self.max_memory is not None else int(
+            DEFAULT_MEMORY_FRACTION * available_memory(self.device))
+        batch = len(x)
+        per_candidate = self.bytes_per_candidate(x)
+        fit = budget // per_candidate
+        if fit < 1:
+            raise ConfigError(
+                f"one candidate needs ~{_mib(per_candidate)} for a mini-batch of {batch} but the memory budget "
+                f"is {_mib(budget)}; use a smaller ES mini-batch or raise --max-memory"
+            )
+        return int(min(popsize, fit))
+
+    def bytes_per_candidate(self, x: torch.Tensor) -> int:
+        """Peak bytes one candidate adds to a pass over ``x``: its parameters plus its activations."""
+        itemsize = self.params[0].element_size()
+        batch = len(x)
+        if self.path == "fast":
+            # live at once: the candidate's slice of the searched layer, and two activation
+            # tensors of the widest layer from there on (input and output of a shared layer)
+            k = self.layers[0]
+            widest = max(layer.out_features for layer in self.model.layers[k:])
+            return itemsize * (self.dim + 2 * batch * widest)
+        if self._activations_per_example is None:
+            self._activations_per_example = self._count_activations(x[:1])
+        # parameters (and vmap's working copy of them) plus every module output for the batch
+        return itemsize * (2 * self.dim + batch * self._activations_per_example)
+
+    # -- the two paths ------------------------------------------------------------------
+    def _fast(self, cand: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        model: MLP = self.model  # type: ignore[assignment]
+        k = self.layers[0]
+        layer = model.layers[k]
+        act = _in_place(model.activation)
+        h = x.flatten(1)
+        for shared in model.layers[:k]:  # layers before the searched one: once for all candidates
+            h = act(shared(h))
+        P, (out_f, in_f) = len(cand), layer.weight.shape
+        # (P, out, in) weight views straight into the candidates (no copy); x is shared by all
+        # candidates through a stride-0 expand, and the bias is fused into the batched GEMM.
+        weights = cand[:, : out_f * in_f].unflatten(1, (out_f, in_f)).transpose(1, 2)
+        xs = h.expand(P, *h.shape)
+        if layer.bias is not None:
+            h = torch.baddbmm(cand[:, out_f * in_f :].unsqueeze(1), xs, weights)  # (P, B, out)
+        else:
+            h = torch.bmm(xs, weights)
+        B = h.shape[1]
+        h = h.view(P * B, out_f)  # rows are (candidate, example) pairs: the shared layers don't care
+        for shared in model.layers[k + 1 :]:
+            h = shared(act(h))
+        logits = h.view(P, B, -1)
+        return _cross_entropy_per_candidate(logits, y)
+
+    def _general(self, cand: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        def loss(flat: torch.Tensor) -> torch.Tensor:
+            values = {n: v.view(s) for n, v, s in zip(self.names, flat.split(self.sizes), self.shapes)}
+            return F.cross_entropy(functional_call(self.model, values, (x,)), y)
+
+        return vmap(loss)(cand)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _check(self, candidates: torch.Tensor) -> None:
+        if candidates.dim() != 2 or candidates.shape[1] != self.dim:
+            raise ConfigError(
+                f"candidates must have shape (P, {self.dim}) for the searched parameters, got {tuple(candidates.shape)}"
+            )
+
+    @torch.no_grad()
+    def _count_activations(self, probe: torch.Tensor) -> int:
+        """Elements of every module's output for one example (found by one probe forward pass)."""
+        total = 0
+
+        def count(_module, _inputs, output):
+            nonlocal total
+            if isinstance(output, torch.Tensor):
+                total += output[0].numel() if output.dim() > 0 else 1
+
+        hooks = [m.register_forward_hook(count) for m in self.model.modules()]
+        try:
+            self.model(probe)
+        finally:
+            for h in hooks:
+                h.remove()
+        return max(total, 1)
+
+
+def _in_place(activation: nn.Module):
+    """The activation applied in place where the module allows it: the evaluator owns these
+    temporaries, and an out-of-place pass over B·P rows costs as much as a small GEMM."""
+    if hasattr(activation, "inplace"):
+        return type(activation)(**{**_init_args(activation), "inplace": True})
+    return activation
+
+
+def _init_args(module: nn.Module) -> dict:
+    # the constructor arguments of the built-in activations that take ``inplace``
+    return {name: getattr(module, name) for name in ("negative_slope", "alpha") if hasattr(module, name)}
+
+
+def _cross_entropy_per_candidate(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(P, B, C) logits, (B,) labels -> (P,) mean NLL of softmax over the batch."""
+    picked = logits.gather(2, y.view(1, -1, 1).expand(logits.shape[0], -1, 1)).squeeze(2)
+    return (torch.logsumexp(logits, dim=2) - picked).mean(dim=1)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n / 1024:,.1f} KiB"

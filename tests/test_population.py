@@ -1,0 +1,108 @@
+"""Population evaluation: the P losses equal evaluating each candidate network on its own."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evoprop.errors import ConfigError
+from evoprop.models import build_mlp
+from evoprop.population import PopulationEvaluator
+
+
+@pytest.fixture(scope="module")
+def batch(mnist):
+    return mnist.train.x[:64], mnist.train.y[:64]
+
+
+def one_by_one(evaluator, candidates, x, y):
+    original = evaluator.get_vector()
+    losses = []
+    for c in candidates:
+        evaluator.set_vector(c)
+        with torch.no_grad():
+            losses.append(F.cross_entropy(evaluator.model(x), y))
+    evaluator.set_vector(original)
+    return torch.stack(losses)
+
+
+def population(evaluator, n, scale=0.05, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return evaluator.get_vector() + scale * torch.randn(n, evaluator.dim, generator=g)
+
+
+@pytest.mark.parametrize("depth, layer", [(1, 0), (4, 0), (4, 2), (4, 3)])
+def test_fast_path_equals_candidates_one_by_one_and_the_general_path(batch, depth, layer):
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=depth, width=32)
+    fast = PopulationEvaluator(model, layers=[layer])
+    general = PopulationEvaluator(model, layers=[layer], path="general")
+    assert fast.path == "fast" and general.path == "general"
+    cands = population(fast, 9)
+    expected = one_by_one(fast, cands, *batch)
+    torch.testing.assert_close(fast(cands, *batch), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(general(cands, *batch), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_several_layers_and_any_parameter_subset_use_the_general_path(batch):
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=3, width=16)
+    by_layers = PopulationEvaluator(model, layers=[0, 2])
+    by_params = PopulationEvaluator(model, params=[model.layers[1].bias])
+    assert by_layers.path == "general" and by_layers.dim == 784 * 16 + 16 + 16 * 10 + 10
+    for ev in (by_layers, by_params):
+        cands = population(ev, 5)
+        torch.testing.assert_close(ev(cands, *batch), one_by_one(ev, cands, *batch), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_chunked_equals_unchunked(batch, path):
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=3, width=32)
+    ev = PopulationEvaluator(model, layers=[0], path=path)
+    cands = population(ev, 23)
+    whole = ev(cands, *batch)
+    ev.max_memory = 3 * ev.bytes_per_candidate(batch[0])  # chunks of 3 (the last one of 2)
+    assert ev.chunk_size(23, batch[0]) == 3
+    torch.testing.assert_close(ev(cands, *batch), whole, rtol=1e-6, atol=1e-6)
+
+
+def test_a_population_that_cannot_fit_is_a_clear_error(batch):
+    model = build_mlp((1, 28, 28), 10, depth=2, width=32)
+    ev = PopulationEvaluator(model, layers=[0], max_memory=1000)
+    with pytest.raises(ConfigError, match="memory budget"):
+        ev(population(ev, 4), *batch)
+
+
+def test_set_and_get_vector_round_trip_in_weight_then_bias_order():
+    model = build_mlp((1, 4, 1), 3, depth=1)
+    ev = PopulationEvaluator(model, layers=[0])
+    v = torch.arange(ev.dim, dtype=torch.float32)
+    ev.set_vector(v)
+    assert torch.equal(model.layers[0].weight.flatten(), v[:12]) and torch.equal(model.layers[0].bias, v[12:])
+    assert torch.equal(ev.get_vector(), v)
+
+
+def test_bad_arguments_are_clear_errors(batch):
+    model = build_mlp((1, 28, 28), 10, depth=2, width=8)
+    with pytest.raises(ConfigError, match="not in 0..1"):
+        PopulationEvaluator(model, layers=[5])
+    with pytest.raises(ConfigError, match="exactly one"):
+        PopulationEvaluator(model)
+    with pytest.raises(ConfigError, match="fast path"):
+        PopulationEvaluator(model, layers=[0, 1], path="fast")
+    ev = PopulationEvaluator(model, layers=[0])
+    with pytest.raises(ConfigError, match=r"shape \(P, 6280\)"):
+        ev(torch.zeros(3, 10), *batch)
+    with pytest.raises(ConfigError, match="model's own parameters"):
+        PopulationEvaluator(model, params=[torch.nn.Parameter(torch.zeros(2))])
+
+
+def test_evaluation_leaves_the_model_untouched_and_in_its_mode(batch):
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=2, width=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    ev = PopulationEvaluator(model, layers=[0])
+    ev(population(ev, 4), *batch)
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
