@@ -1,0 +1,132 @@
+"""LM-MA-ES: Loshchilov, Glasmachers & Beyer, "Large scale black-box optimization by
+limited-memory matrix adaptation", IEEE TEC 23(2), 2019.
+
+The sampling transform is a product of k rank-one-perturbed identities,
+``d = z (A_1 A_2 ⋯ A_t)`` with ``A_j = (1 - c_d,j) I + c_d,j m_j m_jᵀ`` and
+``m_j`` the j-th of k evolution paths (t = min(generation, k)). The paper
+applies the A_j one sample and one path at a time; here the product is written
+once per generation as ``a I + Mᵀ T M`` (a scalar, T a k×k matrix, M the k×d
+paths), so a whole population is transformed by two thin matrix products
+``a Z + ((Z Mᵀ) T) M`` — O(P·k·d) work and O(k·d) state. At d = 204,800 with
+k = 40 the state (mean, p_σ, M in float64) is about 70 MB.
+
+Constants are the paper's: λ = 4 + ⌊3 ln d⌋, μ = ⌊λ/2⌋, k = 4 + ⌊3 ln d⌋,
+c_σ = 2λ/d, c_d,j = 1/(1.5^(j-1) d), c_c,j = λ/(4^(j-1) d), and
+σ ← σ exp(c_σ/2 (||p_σ||²/d − 1)). The paper leaves c_σ, c_c,j ≥ 1 undefined
+(small d or huge λ); we clip them to 1 (this only matters for d < 2λ).
+The mean moves with the σ of the generation (before its update), as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .base import Strategy, log_weights
+
+
+class LMMA(Strategy):
+    """Limited-memory matrix adaptation ES.
+
+    Args:
+        x0, sigma0, popsize, seed, state_dtype: as for every strategy.
+        memory: number of paths k (default 4 + ⌊3 ln d⌋).
+        mu: number of parents (default ⌊λ/2⌋).
+        cs: override c_σ.
+    """
+
+    name = "lmma"
+    _keeps_y = False
+    _state_tensors = ("_ps", "_M")
+
+    def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
+                 memory: int | None = None, mu: int | None = None, cs: float | None = None,
+                 state_dtype: torch.dtype | None = None) -> None:
+        super().__init__(x0, sigma0, popsize, seed=seed, state_dtype=state_dtype)
+        from evoprop.errors import ConfigError
+
+        lam, n = self._popsize, self._dim
+        if mu is not None and not (1 <= mu <= lam):
+            raise ConfigError(f"mu must be in [1, popsize={lam}], got {mu}")
+        k = 4 + int(math.floor(3.0 * math.log(n))) if memory is None else memory
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"memory must be an integer >= 1, got {memory!r}")
+        w, mueff, _ = log_weights(lam, n, mu=mu)
+        self._w = w.to(device=self._device, dtype=self._sdtype)
+        self._mueff = mueff
+        self._k = k
+        if cs is not None and not (0 < cs <= 1):
+            raise ConfigError(f"cs must be in (0, 1], got {cs}")
+        self._cs = min(1.0, 2.0 * lam / n) if cs is None else float(cs)
+        j = torch.arange(k, dtype=torch.float64)
+        self._cd = (1.0 / (1.5**j * n)).clamp(max=1.0).tolist()
+        self._cc = (lam / (4.0**j * n)).clamp(max=1.0).tolist()
+        self._ps = torch.zeros(n, device=self._device, dtype=self._sdtype)
+        self._M = torch.zeros(k, n, device=self._device, dtype=self._sdtype)
+
+    # -- the transform a I + Mᵀ T M ----------------------------------------
+    def _transform(self) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
+        """(a, T, M_t) with A_1 ⋯ A_t = a I + M_tᵀ T M_t, M_t the first t paths (state dtype)."""
+        t = min(self._generation, self._k)
+        if t == 0:
+            return 1.0, None, None
+        M = self._M[:t]
+        G = M @ M.T  # Gram matrix (t x t)
+        T = torch.zeros(t, t, device=self._device, dtype=self._sdtype)
+        a = 1.0
+        for j in range(t):  # P_j = P_{j-1} ((1-c) I + c m_j m_jᵀ)
+            c = self._cd[j]
+            col = T @ G[:, j]  # T G e_j
+            T.mul_(1.0 - c)
+            T[:, j] += c * col
+            T[j, j] += c * a
+            a *= 1.0 - c
+        return a, T, M
+
+    def _apply(self, z: torch.Tensor, a: float, T: torch.Tensor | None, M: torch.Tensor | None) -> torch.Tensor:
+        if T is None:
+            return z.clone() if a == 1.0 else z * a
+        Mw = M.to(z.dtype)
+        return torch.addmm(z, (z @ Mw.T) @ T.to(z.dtype), Mw, beta=a, alpha=1.0)
+
+    def _sample(self, z: torch.Tensor) -> torch.Tensor:
+        a, T, M = self._transform()
+        return self._apply(z, a, T, M)
+
+    def _whiten(self, y: torch.Tensor) -> torch.Tensor:
+        # undo A_t, ..., A_1 one at a time (Sherman-Morrison); rarely used (injected solutions)
+        t = min(self._generation, self._k)
+        z = y.to(self._sdtype)
+        for j in reversed(range(t)):
+            c, m = self._cd[j], self._M[j]
+            coef = c / ((1.0 - c) + c * float(m @ m))
+            z = (z - coef * (z @ m).unsqueeze(1) * m.unsqueeze(0)) / (1.0 - c)
+        return z.to(self._dtype)
+
+    def _update(self, z: torch.Tensor, y: torch.Tensor | None, order: torch.Tensor, f: torch.Tensor) -> None:
+        ws = self._by_sample(self._w, order)
+        sel = (ws > 0).nonzero().squeeze(1)
+        zw = (ws[sel].to(self._dtype) @ z[sel]).to(self._sdtype)
+        a, T, M = self._transform()
+        dw = self._apply(zw.unsqueeze(0), a, T, M).squeeze(0)
+        self._mean.add_(dw, alpha=self._sigma)
+        self._csa(self._ps, zw, self._cs, self._mueff)
+        cc = torch.tensor(self._cc, device=self._device, dtype=self._sdtype)
+        coef = (self._mueff * cc * (2.0 - cc)).sqrt()
+        self._M.mul_((1.0 - cc).unsqueeze(1)).add_(coef.unsqueeze(1) * zw.unsqueeze(0))
+        n = self._dim
+        self._set_sigma(self._sigma * math.exp(self._cs / 2.0 * (float(self._ps @ self._ps) / n - 1.0)))
+
+    def _max_std(self) -> float:
+        # an upper bound of the transform's spectral norm: a + ||T|| ||M Mᵀ||
+        a, T, M = self._transform()
+        if T is None:
+            return a
+        G = M @ M.T
+        return float(a + torch.linalg.matrix_norm(T, ord=2) * torch.linalg.matrix_norm(G, ord=2))
+
+    def state_bytes(self) -> int:
+        """Bytes held by the distribution state (mean, p_σ, paths; not the population)."""
+        return sum(t.numel() * t.element_size() for t in (self._mean, self._ps, self._M, self._x0))

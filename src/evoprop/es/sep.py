@@ -1,0 +1,104 @@
+"""Separable (diagonal) CMA-ES: Ros & Hansen, "A simple modification in CMA-ES achieving
+linear time and space complexity", PPSN 2008.
+
+The covariance is diagonal, C = diag(D²); sampling is the elementwise product
+y = z ⊙ D, and C^{-1/2} y = z. Memory is O(d) besides the population. Learning
+rates are the tutorial's c1, cμ multiplied by (d + 2) / 3 (Ros & Hansen's
+rule), with positive weights only (as the ``cmaes`` package's SepCMA).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .base import Strategy, cma_learning_rates, log_weights
+
+
+class SepCMA(Strategy):
+    """Diagonal CMA-ES.
+
+    Args: as :class:`~evoprop.es.cma.CMA` (x0, sigma0, popsize, seed, mu, c1,
+    cmu, cc, cs, ds, state_dtype), without ``active`` and ``method``.
+    """
+
+    name = "sep"
+    _state_tensors = ("_ps", "_pc", "_var")
+
+    def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
+                 mu: int | None = None, c1: float | None = None, cmu: float | None = None,
+                 cc: float | None = None, cs: float | None = None, ds: float | None = None,
+                 state_dtype: torch.dtype | None = None) -> None:
+        super().__init__(x0, sigma0, popsize, seed=seed, state_dtype=state_dtype)
+        from evoprop.errors import ConfigError
+
+        lam, n = self._popsize, self._dim
+        if mu is not None and not (1 <= mu <= lam):
+            raise ConfigError(f"mu must be in [1, popsize={lam}], got {mu}")
+        w, mueff, _ = log_weights(lam, n, mu=mu)
+        rates = cma_learning_rates(n, mueff)
+        scale = (n + 2.0) / 3.0
+        rates["c1"] = min(1.0, rates["c1"] * scale)
+        rates["cmu"] = min(1.0 - rates["c1"], rates["cmu"] * scale)
+        for k, v in (("c1", c1), ("cmu", cmu), ("cc", cc), ("cs", cs), ("ds", ds)):
+            if v is not None:
+                if not (v > 0 and math.isfinite(v)):
+                    raise ConfigError(f"{k} must be a positive number, got {v}")
+                rates[k] = float(v)
+        self._w = w.to(device=self._device, dtype=self._sdtype)
+        self._mueff = mueff
+        self._rates = rates
+        self._ps = torch.zeros(n, device=self._device, dtype=self._sdtype)
+        self._pc = torch.zeros(n, device=self._device, dtype=self._sdtype)
+        self._var = torch.ones(n, device=self._device, dtype=self._sdtype)  # diagonal of C
+        self._std = torch.ones(n, device=self._device, dtype=self._dtype)
+
+    def _after_load(self) -> None:
+        self._std = self._var.sqrt().to(self._dtype)
+
+    def _sample(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self._std
+
+    def _whiten(self, y: torch.Tensor) -> torch.Tensor:
+        return y / self._std
+
+    def _update(self, z: torch.Tensor, y: torch.Tensor, order: torch.Tensor, f: torch.Tensor) -> None:
+        r = self._rates
+        n, wd, sd = self._dim, self._dtype, self._sdtype
+        ws = self._by_sample(self._w, order)
+        sel = (ws > 0).nonzero().squeeze(1)
+        wsel = ws[sel].to(wd)
+        ysel = y[sel]
+        yw = (wsel @ ysel).to(sd)
+        zw = (wsel @ z[sel]).to(sd)
+        self._mean.add_(yw, alpha=self._sigma)
+        self._csa(self._ps, zw, r["cs"], self._mueff)
+        g = self._generation + 1
+        hsig = float(self._ps.norm()) / math.sqrt(1.0 - (1.0 - r["cs"]) ** (2 * g)) < \
+            (1.4 + 2.0 / (n + 1.0)) * self._chin
+        cc = r["cc"]
+        self._pc.mul_(1.0 - cc)
+        if hsig:
+            self._pc.add_(yw, alpha=math.sqrt(cc * (2.0 - cc) * self._mueff))
+        rank_mu = (wsel @ (ysel * ysel)).to(sd)
+        delta = 0.0 if hsig else cc * (2.0 - cc)
+        var = self._var
+        var.mul_(1.0 + r["c1"] * delta - r["c1"] - r["cmu"])
+        var.addcmul_(self._pc, self._pc, value=r["c1"])
+        var.add_(rank_mu, alpha=r["cmu"])
+        var.clamp_(min=float(var.max()) * 1e-30)
+        self._std = var.sqrt().to(wd)
+        self._csa_sigma(self._ps, r["cs"], r["ds"])
+
+    def _max_std(self) -> float:
+        return math.sqrt(float(self._var.max()))
+
+    def _condition(self) -> float:
+        return float(self._var.max() / self._var.min())
+
+    @property
+    def variances(self) -> torch.Tensor:
+        """The diagonal of C (a copy); the sampling variances are σ² C_ii."""
+        return self._var.clone()
