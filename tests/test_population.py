@@ -106,3 +106,22 @@ def test_evaluation_leaves_the_model_untouched_and_in_its_mode(batch):
     ev(population(ev, 4), *batch)
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_any_loss_function_is_vectorised_over_candidates(batch, path):
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=2, width=16)
+    ev = PopulationEvaluator(model, layers=[0], path=path)
+    cands = population(ev, 6)
+
+    def margin_loss(logits, targets):  # a Brier score: any differentiable loss of (outputs, targets)
+        return ((logits.softmax(-1) - F.one_hot(targets, 10)) ** 2).sum(-1).mean()
+
+    original, expected = ev.get_vector(), []
+    for c in cands:
+        ev.set_vector(c)
+        with torch.no_grad():
+            expected.append(margin_loss(model(batch[0]), batch[1]))
+    ev.set_vector(original)
+    torch.testing.assert_close(ev(cands, *batch, loss_fn=margin_loss), torch.stack(expected), rtol=1e-5, atol=1e-6)

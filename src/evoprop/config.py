@@ -17,7 +17,8 @@ import yaml
 
 from evoprop.errors import ConfigError
 
-METHODS = ("gradient",)
+METHODS = ("gradient", "hybrid", "es")
+ES_WRITE = ("best", "mean")
 SPLITS = ("paper", "official")
 
 
@@ -44,6 +45,17 @@ class TrainConfig:
     lr: float | None = None  # None: the optimizer's own default
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 64
+    # evolution strategy (methods hybrid and es)
+    strategy: str = "auto"  # auto: the paper's CMA-ES if its full covariance fits in memory, else sep
+    popsize: int | None = None  # None: the strategy's default (4 + 3 ln d)
+    sigma0: float | None = None  # None: the standard deviation of the initial searched weights
+    es_batch_size: int = 256
+    es_layers: list[int] | None = None  # None: [0] for hybrid, every layer for es
+    generations_per_epoch: int | None = None  # None: 1 for hybrid, one pass over train for es
+    sync_mean: bool = False  # hybrid: move the ES mean to the gradient-trained layer each generation
+    es_write: str | None = None  # what the ES writes into the model: best (hybrid default) or mean (es default)
+    max_memory: str | int | None = None  # budget for one population pass, e.g. "2G"; None: 1/4 of free memory
+    strategy_options: dict[str, Any] = field(default_factory=dict)
     # run
     epochs: int = 10
     seed: int = 0
@@ -65,9 +77,10 @@ class TrainConfig:
         resolve_device(self.device)
         for name in ("depth", "width", "batch_size", "epochs", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("limit_train", "limit_test"):
+        for name in ("limit_train", "limit_test", "generations_per_epoch"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
+        self._validate_es()
         if not isinstance(self.seed, int) or not isinstance(self.split_seed, int):
             raise ConfigError("seed and split_seed must be integers")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
@@ -78,6 +91,30 @@ class TrainConfig:
             raise ConfigError("optimizer_options must be a mapping of option name to value")
         check_options(self.optimizer, self.optimizer_options)
         return self
+
+    def _validate_es(self) -> None:
+        from evoprop.es import STRATEGIES
+
+        _one_of("strategy", self.strategy, ("auto", *STRATEGIES))
+        _positive_int("es_batch_size", self.es_batch_size)
+        if self.popsize is not None and (isinstance(self.popsize, bool) or not isinstance(self.popsize, int)
+                                         or self.popsize < 2):
+            raise ConfigError(f"popsize must be an integer >= 2, got {self.popsize!r}")
+        if self.sigma0 is not None and not (isinstance(self.sigma0, (int, float)) and 0 < self.sigma0 < float("inf")):
+            raise ConfigError(f"sigma0 must be a number > 0, got {self.sigma0!r}")
+        if self.es_layers is not None:
+            if not isinstance(self.es_layers, list) or not self.es_layers or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in self.es_layers):
+                raise ConfigError(f"es_layers must be a non-empty list of layer indices, got {self.es_layers!r}")
+            bad = [i for i in self.es_layers if not -self.depth <= i < self.depth]
+            if bad:
+                raise ConfigError(f"es_layers {bad} do not exist in a network of depth {self.depth} (indices 0..{self.depth - 1})")
+        if self.es_write is not None:
+            _one_of("es_write", self.es_write, ES_WRITE)
+        if self.max_memory is not None:
+            parse_bytes(self.max_memory)
+        if not isinstance(self.strategy_options, dict):
+            raise ConfigError("strategy_options must be a mapping of option name to value")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,6 +161,24 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of setting name to value")
     return data
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(value: str | int) -> int:
+    """'512M' / '2G' / '1.5GB' / 1048576 -> bytes (binary units)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "")
+    try:
+        size = float(number) * _UNITS[unit]
+    except ValueError:
+        size = -1
+    if not size > 0:
+        raise ConfigError(f"max_memory must be a size such as 512M or 2G, got {value!r}")
+    return int(size)
 
 
 def _one_of(name: str, value: Any, valid) -> None:

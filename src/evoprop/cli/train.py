@@ -8,6 +8,7 @@ import click
 
 from evoprop.config import TrainConfig
 from evoprop.data import DATASETS
+from evoprop.es import STRATEGIES
 from evoprop.errors import ConfigError
 from evoprop.models import ACTIVATIONS, INITS
 from evoprop.optim import OPTIMIZERS, parse_option_value
@@ -18,7 +19,10 @@ _DEFAULTS = TrainConfig()
 # option flag -> (TrainConfig field, click type, help). Every option defaults to None so that
 # only what the user typed overrides the config file, which overrides TrainConfig's defaults.
 _OPTIONS: list[tuple[str, str, object, str]] = [
-    ("--method", "method", str, "Training method: gradient (evolution-strategy methods arrive with the hybrid trainer)."),
+    ("--method", "method", str,
+     "gradient: the optimizer alone; hybrid: the paper's Algorithm 2 (each epoch one ES generation on the searched "
+     "layer(s), the best candidate written in, then one epoch of the optimizer on all layers); es: the evolution "
+     "strategy alone (the paper's 'CMA-ES' rows)."),
     ("--dataset", "dataset", str, f"Data set: {', '.join(DATASETS)} (cifar10-gray: Gray = 0.299R + 0.587G + 0.114B)."),
     ("--data-dir", "data_dir", click.Path(file_okay=False),
      "Folder holding mnist/ and cifar10/; else $EVOPROP_DATA, else ./data. Missing files are downloaded "
@@ -42,6 +46,21 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--optimizer", "optimizer", str, f"Gradient optimizer: {', '.join(OPTIMIZERS)} (see 'evoprop optimizers')."),
     ("--lr", "lr", float, "Learning rate [default: the optimizer's own, e.g. sgd 0.01, adam 0.001]."),
     ("--batch-size", "batch_size", int, "Mini-batch size of the gradient optimizer."),
+    ("--strategy", "strategy", str,
+     f"Evolution strategy (hybrid, es): auto, {', '.join(STRATEGIES)}. auto: the paper's CMA-ES when its full "
+     "covariance fits in memory (d up to ~10k), else separable CMA-ES."),
+    ("--popsize", "popsize", int, "Population size: candidates evaluated per generation [default: the strategy's, 4 + 3 ln d]."),
+    ("--sigma0", "sigma0", float, "Initial step size [default: the standard deviation of the initial searched weights]."),
+    ("--es-batch-size", "es_batch_size", int, "Mini-batch on which each generation's candidates are evaluated."),
+    ("--generations-per-epoch", "generations_per_epoch", int,
+     "ES generations per epoch [default: hybrid 1, spread evenly over the epoch's gradient steps when more; "
+     "es one per mini-batch over the training split]."),
+    ("--sync-mean/--no-sync-mean", "sync_mean", None,
+     "hybrid: move the ES mean to the gradient-trained layer before each generation (the paper keeps them independent)."),
+    ("--es-write", "es_write", str,
+     "What the ES writes into the model after a generation: best or mean [default: hybrid best (the paper), es mean]."),
+    ("--max-memory", "max_memory", str,
+     "Memory budget of one population pass, e.g. 2G; larger populations run in chunks [default: 1/4 of free memory]."),
     ("--epochs", "epochs", int, "Number of epochs (with --resume: the new total, to extend a run)."),
     ("--seed", "seed", int, "Seed of the model's initialisation and of the mini-batch order."),
     ("--device", "device", str, "auto (a GPU when there is one), cpu, cuda or cuda:N."),
@@ -70,27 +89,41 @@ def _with_options(func):
 @_with_options
 @click.option("--opt", "opt", multiple=True, metavar="KEY=VALUE",
               help="An optimizer hyperparameter, repeatable: --opt momentum=0.95 --opt 'betas=[0.9, 0.99]'.")
+@click.option("--es-layers", "es_layers", metavar="I[,J...]",
+              help="Indices of the weight layers the ES searches, e.g. 0 or 0,1 [default: hybrid 0, es all].")
+@click.option("--es-opt", "es_opt", multiple=True, metavar="KEY=VALUE",
+              help="A strategy option, repeatable (see evoprop.es), e.g. --es-opt memory=20 for lmma.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Run directory to create [default: runs/<time>-<dataset>-d<depth>-<method>-<optimizer>].")
 @click.option("--resume", type=click.Path(file_okay=False),
               help="Continue the run in this directory from its last completed epoch, with its saved settings.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar per epoch [default: when the terminal is interactive].")
-def train_command(config_file, opt, out, resume, progress, **options) -> None:
-    """Train a model with a gradient optimizer and record every epoch.
+def train_command(config_file, opt, es_layers, es_opt, out, resume, progress, **options) -> None:
+    """Train a model with a gradient optimizer, an evolution strategy, or both, and record every epoch.
 
     Writes RUN_DIR/config.yaml, metrics.jsonl (train/test/val loss, accuracy, macro-F1 and
     seconds per epoch), summary.json and checkpoint.pt, and ends with a one-line summary:
     the paper's number (best test F1 over epochs and its epoch) and the honest number
     (test F1 at the epoch with the best validation F1).
 
-    Example: evoprop train --dataset mnist --depth 1 --optimizer sgd --lr 0.01 --batch-size 256 --epochs 3
+    Examples:
+
+      evoprop train --dataset mnist --depth 1 --optimizer sgd --lr 0.01 --batch-size 256 --epochs 3
+
+      evoprop train --method hybrid --dataset mnist --depth 10 --width 200 --optimizer sgd --lr 0.01
+      --batch-size 64 --popsize 1000 --epochs 3
+
+      evoprop train --method es --dataset mnist --depth 1 --strategy sep --popsize 1000 --epochs 1
     """
     given = {k: v for k, v in options.items() if v is not None}
+    if es_layers is not None:
+        given["es_layers"] = _parse_layers(es_layers)
     if progress is None:
         progress = sys.stderr.isatty()
     if resume is not None:
-        extra = sorted(set(given) - {"epochs"}) + (["config"] if config_file else []) + (["opt"] if opt else [])
+        extra = (sorted(set(given) - {"epochs"}) + (["config"] if config_file else []) + (["opt"] if opt else [])
+                 + (["es_opt"] if es_opt else []))
         if extra or out:
             raise ConfigError(
                 "--resume continues a run with its saved settings; only --epochs may be given with it "
@@ -101,16 +134,25 @@ def train_command(config_file, opt, out, resume, progress, **options) -> None:
         config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
         config = TrainConfig.from_dict(given, base=config)
         if opt:
-            config.optimizer_options = {**config.optimizer_options, **_parse_opts(opt)}
+            config.optimizer_options = {**config.optimizer_options, **_parse_opts(opt, "--opt")}
+        if es_opt:
+            config.strategy_options = {**config.strategy_options, **_parse_opts(es_opt, "--es-opt")}
         summary, run = run_training(config, out=out, progress=progress)
     click.echo(summary_line(summary, run))
 
 
-def _parse_opts(pairs: tuple[str, ...]) -> dict:
+def _parse_layers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--es-layers expects layer indices such as 0 or 0,1, got '{text}'") from None
+
+
+def _parse_opts(pairs: tuple[str, ...], flag: str) -> dict:
     parsed = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--opt expects KEY=VALUE, got '{pair}'")
+            raise ConfigError(f"{flag} expects KEY=VALUE, got '{pair}'")
         parsed[key.strip().replace("-", "_")] = parse_option_value(value)
     return parsed

@@ -21,7 +21,7 @@ time, not memory; a budget that cannot hold even one candidate is a clear error.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,8 @@ from torch.func import functional_call, vmap
 
 from evoprop.errors import ConfigError
 from evoprop.models import MLP
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Share of the free memory a chunk may use when no budget is given: the rest is left to
 # the model, the data set on the device and the strategy's own state.
@@ -97,6 +99,7 @@ class PopulationEvaluator:
         self.path = "fast" if fast_ok and path != "general" else "general"
         self.max_memory = max_memory
         self._activations_per_example: int | None = None
+        self._activation_buffers: list[torch.Tensor] = []
 
     # -- the searched parameters as one vector ------------------------------------------
     @property
@@ -120,15 +123,22 @@ class PopulationEvaluator:
 
     # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, candidates: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of each of the P candidates on (x, y): a (P,) float32 tensor."""
+    def __call__(
+        self, candidates: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn | None = None
+    ) -> torch.Tensor:
+        """The loss of each of the P candidates on (x, y): a (P,) tensor.
+
+        ``loss_fn(outputs, targets) -> scalar`` defaults to the mean cross-entropy (NLL of
+        softmax); any other is vectorised over candidates with ``vmap``.
+        """
         self._check(candidates)
         chunk = self.chunk_size(len(candidates), x)
         was_training = self.model.training
         self.model.eval()
         try:
             evaluate = self._fast if self.path == "fast" else self._general
-            parts = [evaluate(c.to(self.device, self.params[0].dtype), x, y) for c in candidates.split(chunk)]
+            dtype = self.params[0].dtype
+            parts = [evaluate(c.to(self.device, dtype), x, y, loss_fn) for c in candidates.split(chunk)]
         finally:
             self.model.train(was_training)
         return torch.cat(parts)
@@ -163,7 +173,7 @@ class PopulationEvaluator:
         return itemsize * (2 * self.dim + batch * self._activations_per_example)
 
     # -- the two paths ------------------------------------------------------------------
-    def _fast(self, cand: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _fast(self, cand: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn | None) -> torch.Tensor:
         model: MLP = self.model  # type: ignore[assignment]
         k = self.layers[0]
         layer = model.layers[k]
@@ -172,29 +182,54 @@ class PopulationEvaluator:
         for shared in model.layers[:k]:  # layers before the searched one: once for all candidates
             h = act(shared(h))
         P, (out_f, in_f) = len(cand), layer.weight.shape
+        B = h.shape[0]
+        # Activations ping-pong between two buffers kept across calls: a fresh (P·B, width)
+        # tensor per layer would be ~200 MB of newly mapped, page-faulted memory each time.
+        buffers = self._buffers(P * B * max(l.out_features for l in model.layers[k:]), h.dtype)
         # (P, out, in) weight views straight into the candidates (no copy); x is shared by all
         # candidates through a stride-0 expand, and the bias is fused into the batched GEMM.
         weights = cand[:, : out_f * in_f].unflatten(1, (out_f, in_f)).transpose(1, 2)
         xs = h.expand(P, *h.shape)
+        out = buffers[0][: P * B * out_f].view(P, B, out_f)
         if layer.bias is not None:
-            h = torch.baddbmm(cand[:, out_f * in_f :].unsqueeze(1), xs, weights)  # (P, B, out)
+            torch.baddbmm(cand[:, out_f * in_f :].unsqueeze(1), xs, weights, out=out)
         else:
-            h = torch.bmm(xs, weights)
-        B = h.shape[1]
-        h = h.view(P * B, out_f)  # rows are (candidate, example) pairs: the shared layers don't care
-        for shared in model.layers[k + 1 :]:
-            h = shared(act(h))
+            torch.bmm(xs, weights, out=out)
+        h = out.view(P * B, out_f)  # rows are (candidate, example) pairs: the shared layers don't care
+        for i, shared in enumerate(model.layers[k + 1 :], start=1):
+            out = buffers[i % 2][: P * B * shared.out_features].view(P * B, shared.out_features)
+            if shared.bias is not None:
+                torch.addmm(shared.bias, act(h), shared.weight.T, out=out)
+            else:
+                torch.mm(act(h), shared.weight.T, out=out)
+            h = out
         logits = h.view(P, B, -1)
-        return _cross_entropy_per_candidate(logits, y)
+        if loss_fn is None:
+            return _cross_entropy_per_candidate(logits, y)
+        return vmap(loss_fn, in_dims=(0, None))(logits, y)
 
-    def _general(self, cand: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _general(self, cand: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn | None) -> torch.Tensor:
+        loss_fn = loss_fn or F.cross_entropy
+
         def loss(flat: torch.Tensor) -> torch.Tensor:
             values = {n: v.view(s) for n, v, s in zip(self.names, flat.split(self.sizes), self.shapes)}
-            return F.cross_entropy(functional_call(self.model, values, (x,)), y)
+            return loss_fn(functional_call(self.model, values, (x,)), y)
 
         return vmap(loss)(cand)
 
     # -- helpers ------------------------------------------------------------------------
+    def _buffers(self, numel: int, dtype: torch.dtype) -> list[torch.Tensor]:
+        """Two flat activation buffers of at least ``numel`` elements, reused across calls."""
+        bufs = self._activation_buffers
+        if not bufs or bufs[0].numel() < numel or bufs[0].dtype != dtype:
+            bufs.clear()  # free the old pair before allocating the larger one
+            bufs.extend(torch.empty(numel, dtype=dtype, device=self.device) for _ in range(2))
+        return bufs
+
+    def release_buffers(self) -> None:
+        """Free the activation buffers kept between calls (they are re-made on the next call)."""
+        self._activation_buffers.clear()
+
     def _check(self, candidates: torch.Tensor) -> None:
         if candidates.dim() != 2 or candidates.shape[1] != self.dim:
             raise ConfigError(

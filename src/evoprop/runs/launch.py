@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 import evoprop
-from evoprop.config import TrainConfig
+from evoprop.config import TrainConfig, parse_bytes
 from evoprop.data import load_dataset
 from evoprop.device import resolve_device
 from evoprop.errors import TrainingDiverged
@@ -20,7 +20,7 @@ from evoprop.models import build_mlp
 from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
 from evoprop.runs.rundir import RunDir
-from evoprop.train import Trainer
+from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
 
 CHECKPOINT_FORMAT = 1
 
@@ -55,9 +55,32 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     torch.manual_seed(config.seed)
     model = build_mlp(data.input_shape, data.num_classes, config.depth, config.width, config.activation, config.init)
     model.to(device)
+    common = dict(seed=config.seed, eval_batch_size=config.eval_batch_size, progress=progress)
+    if config.method == "gradient":
+        optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, **config.optimizer_options)
+        return Trainer(model, optimizer, data, batch_size=config.batch_size, **common)
+
+    es_only = config.method == "es"
+    search = LayerSearch(
+        model,
+        layers=config.es_layers or (list(range(config.depth)) if es_only else [0]),
+        strategy=config.strategy,
+        popsize=config.popsize,
+        sigma0=config.sigma0,
+        seed=config.seed,
+        write=config.es_write or ("mean" if es_only else "best"),
+        max_memory=parse_bytes(config.max_memory) if config.max_memory is not None else None,
+        **config.strategy_options,
+    )
+    # record what "auto"/defaults resolved to, so the saved config rebuilds this exact run
+    config.strategy, config.sigma0, config.popsize = search.strategy_name, search.sigma0, search.strategy.popsize
+    if es_only:
+        return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
+                         generations_per_epoch=config.generations_per_epoch, **common)
     optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, **config.optimizer_options)
-    return Trainer(model, optimizer, data, batch_size=config.batch_size, seed=config.seed,
-                   eval_batch_size=config.eval_batch_size, progress=progress)
+    return HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
+                         es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
+                         sync_mean=config.sync_mean, **common)
 
 
 def run_training(
@@ -122,8 +145,10 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "method": config.method,
         "dataset": config.dataset,
         "dataset_note": data.source_note,
-        "optimizer": config.optimizer,
-        "lr": config.lr,
+        "optimizer": config.optimizer if config.method != "es" else None,
+        "lr": config.lr if config.method != "es" else None,
+        "strategy": config.strategy if config.method != "gradient" else None,
+        "popsize": config.popsize if config.method != "gradient" else None,
         "batch_size": config.batch_size,
         "depth": config.depth,
         "width": config.width,
@@ -141,8 +166,19 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
 
 def _epoch_line(r: dict, epochs: int) -> str:
     val = f"  val F1 {r['val_f1']:.4f}" if "val_f1" in r else ""
+    es = f"  sigma {r['sigma']:.3g} (ES {r['es_seconds']:.1f} s)" if "sigma" in r else ""
     return (f"epoch {r['epoch']:>3}/{epochs}  train loss {r['train_loss']:.4f}  test loss {r['test_loss']:.4f}  "
-            f"acc {r['test_accuracy']:.4f}  F1 {r['test_f1']:.4f}{val}  {r['seconds']:.1f} s")
+            f"acc {r['test_accuracy']:.4f}  F1 {r['test_f1']:.4f}{val}{es}  {r['seconds']:.1f} s")
+
+
+def method_label(s: dict) -> str:
+    """'gradient sgd lr 0.01', 'hybrid paper P=1000 + sgd lr 0.01', 'es sep P=1000'."""
+    parts = [s["method"]]
+    if s.get("strategy"):
+        parts.append(f"{s['strategy']} P={s['popsize']}")
+    if s.get("optimizer"):
+        parts.append(("+ " if s.get("strategy") else "") + f"{s['optimizer']} lr {s['lr']:g}")
+    return " ".join(parts)
 
 
 def summary_line(summary: dict, run: RunDir) -> str:
@@ -153,7 +189,7 @@ def summary_line(summary: dict, run: RunDir) -> str:
     if summary.get("val_selected_test_f1") is not None:
         honest = f" | val-selected test F1 {summary['val_selected_test_f1']:.4f} (epoch {summary['val_selected_epoch']})"
     note = f" | data: {summary['dataset_note']}" if summary.get("dataset_note") else ""
-    return (f"{summary['status']}: {summary['dataset']} depth {summary['depth']} {summary['method']}/{summary['optimizer']} "
-            f"lr {summary['lr']:g} | {summary['epochs']} epochs, {summary['seconds']:.1f} s "
+    return (f"{summary['status']}: {summary['dataset']} depth {summary['depth']} {method_label(summary)} "
+            f"| {summary['epochs']} epochs, {summary['seconds']:.1f} s "
             f"({summary['seconds_per_epoch']:.2f} s/epoch) | best test F1 {summary['best_test_f1']:.4f} "
             f"(epoch {summary['best_epoch']}){honest}{note} | run: {run.path}")

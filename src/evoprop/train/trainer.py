@@ -32,7 +32,7 @@ class Trainer:
     def __init__(
         self,
         model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | None,
         data,
         *,
         batch_size: int,
@@ -65,6 +65,7 @@ class Trainer:
                    dynamic_ncols=True, mininterval=0.5)
         with bar:
             for step, (x, y) in enumerate(split.batches(self.batch_size, generator=self.generator), start=1):
+                self.before_step(step, steps)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = F.cross_entropy(self.model(x), y)
                 loss.backward()
@@ -81,6 +82,10 @@ class Trainer:
                     bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
                     bar.update(step - bar.n)
         return {"train_loss": float(loss_sum) / seen}
+
+    def before_step(self, step: int, steps: int) -> None:
+        """Called before gradient step ``step`` (1-based) of ``steps`` in the epoch; the hybrid
+        trainer runs its evolution-strategy generations here."""
 
     def evaluate(self) -> dict:
         """Loss, accuracy and macro-F1 on the test split, and on validation when there is one."""
@@ -114,13 +119,14 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "generator": self.generator.get_state(),
             "history": list(self.history),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.history = list(state["history"])

@@ -1,0 +1,104 @@
+"""The hybrid trainer: the paper's Algorithm 2.
+
+Each epoch: draw an ES mini-batch, run one generation of the evolution strategy on the
+searched layer(s) with a large population evaluated at once, write the best candidate
+into the model, then train ALL layers with the gradient optimizer for one epoch. By
+default the strategy's mean evolves independently of what the gradient optimizer does to
+the searched layer (as in the paper); ``sync_mean`` moves the mean to the trained weights
+before every generation instead.
+
+``generations_per_epoch`` > 1 spreads that many generations evenly over the epoch's
+gradient steps (``grad_steps_per_generation`` says the same from the other side).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from evoprop.train.layer_search import LayerSearch
+from evoprop.train.trainer import Trainer
+
+
+class HybridTrainer(Trainer):
+    """A gradient :class:`Trainer` with evolution-strategy generations interleaved."""
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        data,
+        search: LayerSearch,
+        *,
+        batch_size: int,
+        es_batch_size: int = 256,
+        generations_per_epoch: int = 1,
+        sync_mean: bool = False,
+        seed: int = 0,
+        eval_batch_size: int = 8192,
+        progress: bool = False,
+    ):
+        super().__init__(model, optimizer, data, batch_size=batch_size, seed=seed,
+                         eval_batch_size=eval_batch_size, progress=progress)
+        self.search = search
+        self.es_batch_size = es_batch_size
+        self.generations_per_epoch = generations_per_epoch
+        self.sync_mean = sync_mean
+        # ES mini-batches come from their own stream, so the gradient batches are the same
+        # as a plain gradient run with the same seed.
+        self.es_generator = torch.Generator().manual_seed(seed + 1)
+        self._epoch_stats: list[dict] = []
+        self._es_seconds = 0.0
+
+    def generation(self, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+        """One ES generation on ``batch``, by default a fresh random mini-batch of the training split."""
+        start = time.perf_counter()
+        if batch is None:
+            train = self.data.train
+            idx = torch.randperm(len(train), generator=self.es_generator)[: self.es_batch_size].to(train.y.device)
+            batch = train.x[idx], train.y[idx]
+        if self.sync_mean:
+            self.search.sync_mean()
+        stats = self.search.step(*batch)
+        self._epoch_stats.append(stats)
+        self._es_seconds += time.perf_counter() - start
+        return stats
+
+    def before_step(self, step: int, steps: int) -> None:
+        for _ in range(generations_before(step, steps, self.generations_per_epoch)):
+            self.generation()
+
+    def train_epoch(self, epoch: int, epochs: int) -> dict:
+        self._epoch_stats, self._es_seconds = [], 0.0
+        start = time.perf_counter()
+        out = super().train_epoch(epoch, epochs)
+        return {**out, **es_figures(self._epoch_stats, self.search), "es_seconds": self._es_seconds,
+                "grad_seconds": time.perf_counter() - start - self._es_seconds}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "search": self.search.state_dict(), "es_generator": self.es_generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.search.load_state_dict(state["search"])
+        self.es_generator.set_state(state["es_generator"])
+
+
+def generations_before(step: int, steps: int, generations: int) -> int:
+    """How many of the epoch's ``generations`` run before gradient step ``step`` (1-based).
+
+    Generation k (0-based) runs before step floor(k * steps / generations) + 1: evenly spread,
+    and with one generation per epoch exactly once, before all gradient steps (Algorithm 2).
+    """
+    return sum(1 for k in range(generations) if k * steps // generations + 1 == step)
+
+
+def es_figures(stats: list[dict], search: LayerSearch) -> dict:
+    """Per-epoch ES figures: σ after the epoch, the last generation's best and median loss."""
+    return {
+        "sigma": float(search.strategy.sigma),
+        "es_best_loss": stats[-1]["best"] if stats else None,
+        "es_median_loss": stats[-1]["median"] if stats else None,
+        "generations": int(search.strategy.generation),
+    }

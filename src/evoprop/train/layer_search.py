@@ -1,0 +1,120 @@
+"""Evolutionary search over some of a model's parameters, as a drop-in for any training loop.
+
+    search = LayerSearch(model, layers=[0], popsize=200)   # the first weight layer of an MLP
+    for x, y in loader:
+        search.step(x, y)          # one generation: sample, evaluate all at once, update, write the best
+        ...                        # your usual gradient step, if any
+
+Each ``step`` asks the strategy for P candidate vectors, evaluates all of them on the
+mini-batch at once (:class:`~evoprop.population.PopulationEvaluator`), tells it the
+losses, and writes a candidate into the model: the generation's best (the paper's
+Algorithm 2, step 5) or the distribution's mean.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from evoprop.errors import ConfigError, TrainingDiverged
+from evoprop.es import STRATEGIES, make_strategy
+from evoprop.population import PopulationEvaluator, available_memory
+from evoprop.population.evaluator import LossFn
+
+# A full d x d covariance (float64) with its eigenvectors and a working copy: ~3 d^2 doubles.
+FULL_COVARIANCE_BYTES_PER_D2 = 3 * 8
+# Share of free memory the strategy's state may take before "auto" picks a scalable strategy.
+STRATEGY_MEMORY_FRACTION = 0.5
+FULL_COVARIANCE = ("paper", "cma", "ipop")
+WRITE_MODES = ("best", "mean")
+
+
+def choose_strategy(name: str, dim: int, device: torch.device) -> str:
+    """``auto`` -> the paper's CMA-ES when its full covariance fits in memory, else separable CMA-ES."""
+    if name != "auto":
+        if name not in STRATEGIES:
+            raise ConfigError(f"unknown strategy '{name}'; valid: auto, {', '.join(STRATEGIES)}")
+        return name
+    need = FULL_COVARIANCE_BYTES_PER_D2 * dim * dim
+    return "paper" if need <= STRATEGY_MEMORY_FRACTION * available_memory(device) else "sep"
+
+
+def default_sigma0(x0: torch.Tensor) -> float:
+    """The spread of the initial weights: a step of the same scale as the weights themselves."""
+    std = float(x0.float().std()) if x0.numel() > 1 else 0.0
+    return std if math.isfinite(std) and std > 0 else 0.1
+
+
+class LayerSearch:
+    """One evolution strategy bound to a model's searched parameters.
+
+    ``layers`` are indices into an evoprop MLP's ``model.layers``; ``params`` any list of the
+    model's parameters instead. ``strategy`` is a name from ``evoprop.es.STRATEGIES`` or
+    ``"auto"``; ``sigma0`` defaults to the standard deviation of the initial weights;
+    further keyword options go to the strategy. ``write`` says what lands in the model after
+    each generation: ``"best"`` candidate or the strategy's ``"mean"``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[int] | None = (0,),
+        params: Sequence[nn.Parameter] | None = None,
+        *,
+        strategy: str = "auto",
+        popsize: int | None = None,
+        sigma0: float | None = None,
+        seed: int | None = 0,
+        write: str = "best",
+        max_memory: int | None = None,
+        **strategy_options: Any,
+    ):
+        if write not in WRITE_MODES:
+            raise ConfigError(f"unknown write mode '{write}'; valid: {', '.join(WRITE_MODES)}")
+        self.evaluator = PopulationEvaluator(model, None if params is not None else layers, params,
+                                             max_memory=max_memory)
+        x0 = self.evaluator.get_vector()
+        self.strategy_name = choose_strategy(strategy, x0.numel(), x0.device)
+        self.sigma0 = float(sigma0) if sigma0 is not None else default_sigma0(x0)
+        self.strategy = make_strategy(self.strategy_name, x0, self.sigma0, popsize, seed=seed, **strategy_options)
+        self.write = write
+
+    @property
+    def model(self) -> nn.Module:
+        return self.evaluator.model
+
+    @torch.no_grad()
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None) -> dict:
+        """One generation on this mini-batch; writes the result into the model and returns its figures."""
+        candidates = self.strategy.ask()
+        losses = self.evaluator(candidates, inputs, targets, loss_fn)
+        finite = torch.isfinite(losses)
+        if not finite.any():
+            raise TrainingDiverged(
+                f"every candidate's loss is non-finite at generation {self.strategy.generation + 1}; "
+                "lower sigma0 or check the inputs"
+            )
+        self.strategy.tell(candidates, losses)
+        ranked = torch.where(finite, losses, torch.full_like(losses, math.inf))
+        best = int(ranked.argmin())
+        self.evaluator.set_vector(candidates[best] if self.write == "best" else self.strategy.mean)
+        return {
+            "best": float(losses[best]),
+            "median": float(ranked.median()),
+            "sigma": float(self.strategy.sigma),
+        }
+
+    def sync_mean(self) -> None:
+        """Move the strategy's mean to the model's current weights (e.g. after gradient steps)."""
+        self.strategy.mean = self.evaluator.get_vector()
+
+    def state_dict(self) -> dict:
+        return {"strategy": self.strategy.state_dict(), "strategy_name": self.strategy_name, "sigma0": self.sigma0}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["strategy_name"] != self.strategy_name:
+            raise ConfigError(f"checkpoint holds strategy '{state['strategy_name']}', not '{self.strategy_name}'")
+        self.strategy.load_state_dict(state["strategy"])
