@@ -258,7 +258,8 @@ class Strategy:
         y = self._sample(z)
         m = self._mean.to(self._dtype).unsqueeze(0)
         if self._keeps_y:
-            x = torch.add(m, y, alpha=self._sigma)
+            x = torch.empty(self._popsize, self._dim, device=self._device, dtype=self._dtype)
+            torch.add(m, y, alpha=self._sigma, out=x)  # contiguous even if y is a transposed view
         else:  # the update needs only z: build x in y's memory
             x = y.mul_(self._sigma).add_(m)
             y = None

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .base import Strategy, cma_learning_rates, log_weights
-from .cov import FullCovariance
+from .cov import FullCovariance, add_weighted_gram_lower
 
 
 class CMA(FullCovariance, Strategy):
@@ -104,11 +104,10 @@ class CMA(FullCovariance, Strategy):
             sel = (ws > 0).nonzero().squeeze(1)
             rows = y[sel]
             wrow = ws[sel].to(wd)
-        rank_mu = rows.T @ (wrow.unsqueeze(1) * rows)
         delta = 0.0 if hsig else cc * (2.0 - cc)
         C = self._C
         C.mul_(1.0 + r["c1"] * delta - r["c1"] - r["cmu"] * self._wsum)
         C.addr_(self._pc, self._pc, alpha=r["c1"])
-        C.add_(rank_mu, alpha=r["cmu"])
+        add_weighted_gram_lower(C, rows, wrow, r["cmu"])
         self._dirty = True
         self._csa_sigma(self._ps, r["cs"], r["ds"])

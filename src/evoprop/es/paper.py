@@ -51,7 +51,7 @@ import torch
 from evoprop.errors import ConfigError
 
 from .base import Strategy, cma_learning_rates
-from .cov import FullCovariance
+from .cov import FullCovariance, add_weighted_gram_lower
 
 
 def paper_weights(popsize: int, elite: float = 0.4) -> torch.Tensor:
@@ -133,7 +133,7 @@ class PaperCMA(FullCovariance, Strategy):
         scale = sigma if self._faithful else 1.0
         C = self._C
         C.mul_(1.0 - self._eta_c * self._wsum)
-        C.add_(ysel.T @ (wsel.unsqueeze(1) * ysel), alpha=self._eta_c * scale)
+        add_weighted_gram_lower(C, ysel, wsel, self._eta_c * scale)
         self._dirty = True
         # (3): C^{-1/2}(m_new − m_old)/σ = η_m C^{-1/2} Σ w̃ y = η_m (B) Σ w̃ z
         white = self._to_white(zw) * self._eta_m

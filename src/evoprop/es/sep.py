@@ -67,12 +67,9 @@ class SepCMA(Strategy):
     def _update(self, z: torch.Tensor, y: torch.Tensor, order: torch.Tensor, f: torch.Tensor) -> None:
         r = self._rates
         n, wd, sd = self._dim, self._dtype, self._sdtype
-        ws = self._by_sample(self._w, order)
-        sel = (ws > 0).nonzero().squeeze(1)
-        wsel = ws[sel].to(wd)
-        ysel = y[sel]
-        yw = (wsel @ ysel).to(sd)
-        zw = (wsel @ z[sel]).to(sd)
+        ws = self._by_sample(self._w, order).to(wd)  # zero for the unselected: no gathers
+        yw = (ws @ y).to(sd)
+        zw = (ws @ z).to(sd)
         self._mean.add_(yw, alpha=self._sigma)
         self._csa(self._ps, zw, r["cs"], self._mueff)
         g = self._generation + 1
@@ -82,7 +79,7 @@ class SepCMA(Strategy):
         self._pc.mul_(1.0 - cc)
         if hsig:
             self._pc.add_(yw, alpha=math.sqrt(cc * (2.0 - cc) * self._mueff))
-        rank_mu = (wsel @ (ysel * ysel)).to(sd)
+        rank_mu = (ws @ (y * y)).to(sd)
         delta = 0.0 if hsig else cc * (2.0 - cc)
         var = self._var
         var.mul_(1.0 + r["c1"] * delta - r["c1"] - r["cmu"])
