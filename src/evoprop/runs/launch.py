@@ -69,6 +69,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         sigma0=config.sigma0,
         seed=config.seed,
         write=config.es_write or ("mean" if es_only else "best"),
+        sync_mean=config.sync_mean,
         max_memory=parse_bytes(config.max_memory) if config.max_memory is not None else None,
         **config.strategy_options,
     )
@@ -80,7 +81,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, **config.optimizer_options)
     return HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
                          es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
-                         sync_mean=config.sync_mean, **common)
+                         **common)
 
 
 def run_training(

@@ -4,8 +4,8 @@ Each epoch: draw an ES mini-batch, run one generation of the evolution strategy 
 searched layer(s) with a large population evaluated at once, write the best candidate
 into the model, then train ALL layers with the gradient optimizer for one epoch. By
 default the strategy's mean evolves independently of what the gradient optimizer does to
-the searched layer (as in the paper); ``sync_mean`` moves the mean to the trained weights
-before every generation instead.
+the searched layer (as in the paper); a ``LayerSearch(sync_mean=True)`` moves the mean to the
+trained weights before every generation instead.
 
 ``generations_per_epoch`` > 1 spreads that many generations evenly over the epoch's
 gradient steps (``grad_steps_per_generation`` says the same from the other side).
@@ -34,7 +34,6 @@ class HybridTrainer(Trainer):
         batch_size: int,
         es_batch_size: int = 256,
         generations_per_epoch: int = 1,
-        sync_mean: bool = False,
         seed: int = 0,
         eval_batch_size: int = 8192,
         progress: bool = False,
@@ -44,7 +43,6 @@ class HybridTrainer(Trainer):
         self.search = search
         self.es_batch_size = es_batch_size
         self.generations_per_epoch = generations_per_epoch
-        self.sync_mean = sync_mean
         # ES mini-batches come from their own stream, so the gradient batches are the same
         # as a plain gradient run with the same seed.
         self.es_generator = torch.Generator().manual_seed(seed + 1)
@@ -58,8 +56,6 @@ class HybridTrainer(Trainer):
             train = self.data.train
             idx = torch.randperm(len(train), generator=self.es_generator)[: self.es_batch_size].to(train.y.device)
             batch = train.x[idx], train.y[idx]
-        if self.sync_mean:
-            self.search.sync_mean()
         stats = self.search.step(*batch)
         self._epoch_stats.append(stats)
         self._es_seconds += time.perf_counter() - start

@@ -55,7 +55,10 @@ class LayerSearch:
     model's parameters instead. ``strategy`` is a name from ``evoprop.es.STRATEGIES`` or
     ``"auto"``; ``sigma0`` defaults to the standard deviation of the initial weights;
     further keyword options go to the strategy. ``write`` says what lands in the model after
-    each generation: ``"best"`` candidate or the strategy's ``"mean"``.
+    each generation: ``"best"`` candidate or the strategy's ``"mean"``. With ``sync_mean`` each
+    step first moves the strategy's mean to the model's current weights, so a search called
+    between gradient steps explores around what the gradient optimizer made of the layer;
+    without it (the paper's Algorithm 2) the strategy follows its own path.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class LayerSearch:
         sigma0: float | None = None,
         seed: int | None = 0,
         write: str = "best",
+        sync_mean: bool = False,
         max_memory: int | None = None,
         **strategy_options: Any,
     ):
@@ -81,6 +85,7 @@ class LayerSearch:
         self.sigma0 = float(sigma0) if sigma0 is not None else default_sigma0(x0)
         self.strategy = make_strategy(self.strategy_name, x0, self.sigma0, popsize, seed=seed, **strategy_options)
         self.write = write
+        self.sync = sync_mean
 
     @property
     def model(self) -> nn.Module:
@@ -89,6 +94,8 @@ class LayerSearch:
     @torch.no_grad()
     def step(self, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None) -> dict:
         """One generation on this mini-batch; writes the result into the model and returns its figures."""
+        if self.sync:
+            self.sync_mean()
         candidates = self.strategy.ask()
         losses = self.evaluator(candidates, inputs, targets, loss_fn)
         finite = torch.isfinite(losses)
