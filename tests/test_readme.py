@@ -17,6 +17,17 @@ def test_the_python_api_example_runs(data_dir, monkeypatch, capsys):
     assert set(namespace["state"]) >= {"model", "optimizer", "generator", "history"}
 
 
+def test_the_drop_in_layer_search_example_runs(data_dir, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if "LayerSearch" in b)
+    monkeypatch.setenv("EVOPROP_DATA", str(data_dir))
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["search"].strategy.generation == 2 * 4  # 79 steps per epoch, a generation every 20
+    assert namespace["accuracy"] > 0.7
+    assert "test accuracy" in capsys.readouterr().out
+
+
 def test_the_readme_test_command_is_ci_run():
     assert "bash .ci/run" in README.read_text()
     assert (README.parent / ".ci" / "run").exists()
