@@ -12,6 +12,8 @@ import warnings
 import click
 
 import evoprop
+from evoprop.cli.report import report_command
+from evoprop.cli.reproduce import reproduce_command
 from evoprop.cli.train import train_command
 from evoprop.data import UnofficialDataWarning
 from evoprop.errors import EvopropError, TrainingDiverged
@@ -38,6 +40,8 @@ def optimizers_command() -> None:
 
 
 cli.add_command(train_command)
+cli.add_command(reproduce_command)
+cli.add_command(report_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,384 @@
+"""``evoprop reproduce``: run every row of one of the paper's tables, then write its table folder.
+
+Layout (``out`` defaults to ``reproductions/``)::
+
+    OUT/table3/hybrid-sgd/seed0/   an ordinary run directory (config.yaml, metrics.jsonl, summary.json,
+                                   checkpoint.pt) plus reproduction.json (table, row, the paper's numbers)
+    OUT/table3/adam/seed0/ ...
+    OUT/table3/table.md, table.csv, f1.png, loss.png, report.md
+
+What happens to a row's run directory, decided before anything runs (:func:`plan`):
+
+* none yet: a new run (``new``);
+* completed with at least the requested epochs, or holding them already: nothing to do
+  (``skip``); its first N epochs are read for the table;
+* completed with fewer epochs: extended to N (``extend``: ``run_training(resume=..., epochs=N)``);
+* interrupted (killed, Ctrl-C) or never finished an epoch: continued exactly from its last
+  completed epoch (``resume``);
+* diverged (NaN/inf loss): kept as it is and shown as diverged (resuming it would repeat
+  the divergence);
+* settings that differ from the requested ones (e.g. another ``--init``): an error, before
+  anything runs, naming the setting; choose another ``--out``.
+
+The table summarises every run directory under ``OUT/tableN/`` (also rows or seeds of
+earlier invocations), each read to at most N epochs. ``--seeds K`` runs seeds
+``seed … seed+K−1``; the table then shows mean ± sample standard deviation over seeds.
+
+``overrides`` (Python API only, e.g. ``{"limit_train": 500, "popsize": 20, "width": 16}``)
+change every row's settings on top of the paper's: tests use it to shrink a table; the
+report lists them, because such a table is no longer the paper's.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+import evoprop
+from evoprop.config import TrainConfig
+from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
+from evoprop.experiments.paper_tables import PAPER_EPOCHS, PaperRow, PaperTable, check_row_ids, get_tables
+from evoprop.report import MARKER, load_run, write_report
+from evoprop.report.tables import find_run_dirs, is_run_dir
+
+#: Settings that may differ between an existing run directory and the request: where the run
+#: runs or what the request does not fix (None: resolved by the run, e.g. sigma0; "auto").
+_LOCATION_ONLY = ("epochs", "data_dir", "device", "eval_batch_size", "max_memory")
+
+ACTIONS = ("new", "resume", "extend", "skip", "diverged")
+
+
+@dataclass
+class PlannedRun:
+    """One (table, row, seed): its run directory, its settings and what :func:`reproduce` will do."""
+
+    table: PaperTable
+    row: PaperRow
+    seed: int
+    path: Path
+    config: TrainConfig
+    action: str  # one of ACTIONS
+    done: int  # epochs already in the run directory
+    epochs: int  # epochs requested
+
+    @property
+    def remaining(self) -> int:
+        return 0 if self.action in ("skip", "diverged") else max(0, self.epochs - self.done)
+
+    @property
+    def name(self) -> str:
+        return f"{self.table.name} {self.row.id} seed {self.seed}"
+
+    def describe(self) -> str:
+        return {
+            "new": f"new run, {self.epochs} epochs",
+            "resume": f"resuming after epoch {self.done} of {self.epochs}",
+            "extend": f"extending from {self.done} to {self.epochs} epochs",
+            "skip": f"done ({self.done} epochs), not rerun",
+            "diverged": f"diverged after epoch {self.done} earlier; kept as it is",
+        }[self.action]
+
+
+@dataclass
+class TableResult:
+    """What :func:`reproduce` produced for one table."""
+
+    table: PaperTable
+    dir: Path
+    runs: list[PlannedRun]
+    rows: list  # evoprop.report.TableRow
+    files: dict[str, Path]
+
+
+def plan(
+    table: str = "table3",
+    out: str | Path = "reproductions",
+    *,
+    epochs: int = PAPER_EPOCHS,
+    rows: list[str] | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    device: str | None = None,
+    init: str | None = None,
+    data_dir: str | Path | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> list[PlannedRun]:
+    """Every (table, row, seed) to run, with its run directory and action; raises on any bad input."""
+    tables = get_tables(table)
+    rows = _split_ids(rows)
+    check_row_ids(tables, rows)
+    for name, value, low in (("epochs", epochs, 1), ("seeds", seeds, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    changes: dict[str, Any] = {"epochs": epochs}
+    for key, value in (("device", device), ("init", init), ("limit_train", limit_train),
+                       ("limit_test", limit_test)):
+        if value is not None:
+            changes[key] = value
+    if data_dir is not None:
+        changes["data_dir"] = str(data_dir)
+    if overrides:
+        unknown = sorted(set(k.replace("-", "_") for k in overrides) - set(TrainConfig.field_names()))
+        if unknown:
+            raise ConfigError(f"unknown override(s) {', '.join(unknown)}; valid: {', '.join(TrainConfig.field_names())}")
+        changes.update({k.replace("-", "_"): v for k, v in overrides.items()})
+    planned = []
+    for t in tables:
+        chosen = [r for r in t.rows if not rows or r.id in rows]
+        for row in chosen:
+            for s in range(seed, seed + seeds):
+                config = t.config(row, **changes, seed=s).validate()
+                path = Path(out) / t.name / row.id / f"seed{s}"
+                planned.append(_decide(t, row, s, path, config, epochs, explicit_device=device))
+    return planned
+
+
+def _split_ids(rows) -> list[str] | None:
+    if not rows:
+        return None
+    if isinstance(rows, str):
+        rows = [rows]
+    ids = [part.strip() for item in rows for part in str(item).split(",") if part.strip()]
+    return ids or None
+
+
+def _decide(table, row, seed, path, config, epochs, explicit_device) -> PlannedRun:
+    from evoprop.runs import RunDir
+
+    run = RunDir(path)
+    if not run.has_run():
+        return PlannedRun(table, row, seed, path, config, "new", 0, epochs)
+    saved = run.read_config()
+    diff = _differences(saved, config)
+    if diff:
+        key, have, want = diff[0]
+        raise EvopropError(f"{path} holds a run with other settings ({key}: {have} there, {want} requested); "
+                           "give another --out, or remove that directory to rerun it")
+    done = len(run.read_metrics())
+    status = run.read_summary().get("status") if (path / "summary.json").is_file() else None
+    if status == "diverged":
+        action = "diverged"
+    elif done >= epochs:
+        action = "skip"
+    elif status == "completed":
+        action = "extend"
+    else:
+        action = "resume"
+    return PlannedRun(table, row, seed, path, config, action, done, epochs)
+
+
+def _differences(saved: TrainConfig, planned: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """Settings in which the saved run differs from the planned one (ignoring what a run resolves)."""
+    out = []
+    have, want = saved.to_dict(), planned.to_dict()
+    for key, value in want.items():
+        if key in _LOCATION_ONLY or value is None or (key == "strategy" and value == "auto"):
+            continue
+        a, b = json.dumps(have.get(key), sort_keys=True, default=str), json.dumps(value, sort_keys=True, default=str)
+        if a != b:
+            out.append((key, have.get(key), value))
+    return out
+
+
+def reproduce(
+    table: str = "table3",
+    out: str | Path = "reproductions",
+    *,
+    epochs: int = PAPER_EPOCHS,
+    rows: list[str] | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    device: str | None = None,
+    init: str | None = None,
+    data_dir: str | Path | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> list[TableResult]:
+    """Run the rows of ``table`` ("table1" … "table4", or "all") and write each table's folder.
+
+    Returns one :class:`TableResult` per table (its folder, its runs, its rows and files).
+    A row that diverges is recorded as diverged and the others go on; Ctrl-C stops at
+    once with every completed epoch saved (calling again continues).
+    """
+    echo = echo or (lambda line: tqdm.write(line, file=sys.stderr))
+    planned = plan(table, out, epochs=epochs, rows=rows, seed=seed, seeds=seeds, device=device, init=init,
+                   data_dir=data_dir, limit_train=limit_train, limit_test=limit_test, overrides=overrides)
+    command = _command(table, out, epochs, rows, seed, seeds, device, init, data_dir, limit_train, limit_test)
+    _check_data(planned)
+    total = sum(p.remaining for p in planned)
+    results = []
+    bar = tqdm(total=total, unit="epoch", desc="reproduce", disable=not progress, dynamic_ncols=True,
+               smoothing=0, file=sys.stderr, position=0)
+    with bar:
+        say = bar.write if progress else echo
+        for t in _unique_tables(planned):
+            mine = [p for p in planned if p.table is t]
+            for p in mine:
+                index = planned.index(p) + 1
+                say(f"[{index}/{len(planned)}] {p.name}: {p.describe()} -> {p.path}")
+                if p.remaining:
+                    _run_one(p, bar, say, echo, progress, device)
+            results.append(_write_table(t, Path(out), epochs, command, overrides, mine))
+            say(f"{t.name}: {results[-1].files['report']}")
+    return results
+
+
+def _unique_tables(planned: list[PlannedRun]) -> list[PaperTable]:
+    seen: list[PaperTable] = []
+    for p in planned:
+        if p.table not in seen:
+            seen.append(p.table)
+    return seen
+
+
+def _check_data(planned: list[PlannedRun]) -> None:
+    """Load (and so check) every data set that remaining runs need, before the first one starts."""
+    from evoprop.data import load_dataset
+
+    needed = {}
+    for p in planned:
+        if p.remaining:
+            needed.setdefault((p.config.dataset, p.config.data_dir), p.config)
+    for (name, data_dir), cfg in needed.items():
+        load_dataset(name, data_dir=data_dir, split=cfg.split, val_fraction=cfg.val_fraction,
+                     split_seed=cfg.split_seed, limit_train=1, limit_test=1)
+
+
+def _run_one(p: PlannedRun, bar, say, echo, progress: bool, device: str | None) -> None:
+    from evoprop.runs import RunDir, run_training, summary_line
+
+    run = RunDir(p.path)
+
+    def on_line(line: str) -> None:
+        if line.startswith("epoch "):
+            bar.update(1)
+            last = _last_record(run)
+            if last is not None:
+                bar.set_description(f"{p.table.name} {p.row.id} s{p.seed}", refresh=False)
+                bar.set_postfix_str(f"epoch {last['epoch']}/{p.epochs} F1 {last['test_f1']:.4f}")
+            if not progress:
+                echo(f"  {p.row.id} seed {p.seed}: {line}")
+        else:
+            say(f"  {line}")
+
+    _write_marker(p)
+    try:
+        if p.action == "new":
+            summary, run = run_training(p.config, out=p.path, progress=progress, echo=on_line)
+        else:
+            if device is not None:  # a new device for an existing run: where it runs, not what it computes
+                saved = run.read_config()
+                if saved.device != device:
+                    saved.device = device
+                    run.write_config(saved)
+            summary, run = run_training(resume=p.path, epochs=p.epochs, progress=progress, echo=on_line)
+        say(f"  {summary_line(summary, run)}")
+    except TrainingDiverged as exc:
+        say(f"  {p.name} diverged: {exc}; the table shows it as diverged")
+
+
+def _last_record(run) -> dict | None:
+    try:
+        with open(run.path / "metrics.jsonl", "rb") as fh:
+            lines = [line for line in fh.read().splitlines() if line.strip()]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+
+
+def machine_info(device: str = "auto") -> dict[str, Any]:
+    """CPU model, GPU name (when the run uses one), Python and OS: for the report's machine section."""
+    info: dict[str, Any] = {"cpu": _cpu_model(), "python": platform.python_version(), "os": platform.platform()}
+    try:
+        import torch
+
+        from evoprop.device import resolve_device
+
+        dev = resolve_device(device)
+        if dev.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(dev)
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _write_marker(p: PlannedRun) -> None:
+    """reproduction.json: which table and row this run is, the paper's numbers, and a log of sessions."""
+    path = p.path / MARKER
+    p.path.mkdir(parents=True, exist_ok=True)
+    try:
+        marker = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        marker = {}
+    machine = machine_info(p.config.device)
+    marker.update({
+        "table": p.table.name, "table_number": p.table.number, "table_title": p.table.title,
+        "row": p.row.id, "label": p.row.label, "paper_f1": p.row.paper_f1, "paper_epoch": p.row.paper_epoch,
+        "seed": p.seed, "machine": machine,
+    })
+    marker.setdefault("sessions", []).append({
+        "time": _dt.datetime.now().isoformat(timespec="seconds"), "action": p.action, "from_epoch": p.done,
+        "to_epoch": p.epochs, "evoprop": evoprop.__version__, **machine,
+    })
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(marker, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _write_table(t: PaperTable, out: Path, epochs: int, command: str, overrides, mine) -> TableResult:
+    folder = out / t.name
+    records = [load_run(path, max_epochs=epochs) for path in find_run_dirs([folder])
+               if is_run_dir(path) and (path / MARKER).is_file()]
+    records = [r for r in records if (r.reproduction or {}).get("table") == t.name]
+    notes = []
+    if overrides:
+        notes.append("Settings changed for every row through the Python API (not the paper's): "
+                     + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ".")
+    done = {p.path.resolve() for p in mine}
+    others = [r for r in records if r.path.resolve() not in done]
+    if others:
+        notes.append(f"{len(others)} run director{'ies' if len(others) > 1 else 'y'} of earlier invocations "
+                     f"under {folder} are included (see Runs).")
+    written = write_report(records, folder, table=t, epochs=epochs, command=command, notes=notes)
+    return TableResult(table=t, dir=folder, runs=mine, rows=written["rows"], files=written["files"])
+
+
+def _command(table, out, epochs, rows, seed, seeds, device, init, data_dir, limit_train, limit_test) -> str:
+    parts = ["evoprop", "reproduce", str(table)]
+    if epochs != PAPER_EPOCHS:
+        parts += ["--epochs", str(epochs)]
+    ids = _split_ids(rows)
+    if ids:
+        parts += ["--rows", ",".join(ids)]
+    parts += ["--out", str(out)]
+    for flag, value, default in (("--seed", seed, 0), ("--seeds", seeds, 1), ("--device", device, None),
+                                 ("--init", init, None), ("--data-dir", data_dir, None),
+                                 ("--limit-train", limit_train, None), ("--limit-test", limit_test, None)):
+        if value is not None and value != default:
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)

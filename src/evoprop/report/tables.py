@@ -1,0 +1,461 @@
+"""From run directories to a comparison table: one row per method, as Markdown and CSV.
+
+Any run directory can be read (``evoprop train`` runs as much as reproductions). Runs
+that differ only in their seed are one row, averaged over seeds; a reproduction's run
+directory also holds ``reproduction.json`` (its table, row id and the paper's numbers),
+so its row carries the paper's F1 and convergence epoch beside ours.
+
+The two protocols, per run, then averaged over the row's runs:
+
+* **paper's protocol**: the best test macro-F1 over the epochs read and the first epoch
+  that reached it (the paper's "F1-measure" and "convergence epoch": the epoch is
+  chosen on the test split, which flatters every method);
+* **honest protocol**: the test macro-F1 at the epoch with the best validation macro-F1
+  (the epoch chosen on a split carved from the training data, the test split read once).
+
+With several seeds a number is "mean ± std", std the *sample* standard deviation
+(n − 1 in the denominator); epochs are means over seeds. ``max_epochs`` reads only the
+first N epochs of every run, so a table of N epochs can be built from longer runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from evoprop.errors import EvopropError
+from evoprop.train.summary import summarize
+
+#: The file a reproduction writes into each of its run directories.
+MARKER = "reproduction.json"
+
+#: Settings that do not change what a run computes (or only name where it runs):
+#: runs differing only in these are the same method.
+NOT_A_SETTING = ("seed", "epochs", "data_dir", "device", "eval_batch_size", "max_memory", "sigma0")
+
+#: table.csv's columns: the required ones first, in this order, then the details.
+CSV_COLUMNS = (
+    "method", "paper_f1", "paper_epoch", "best_test_f1", "best_epoch", "val_selected_test_f1", "seconds", "epochs",
+    "row_id", "table", "diff_vs_paper", "best_test_f1_std", "val_selected_test_f1_std", "val_selected_epoch",
+    "final_test_f1", "seconds_per_epoch", "seeds", "runs", "training", "optimizer", "lr", "batch_size", "strategy",
+    "popsize", "dataset", "dataset_note", "device", "status", "run_dirs",
+)
+
+
+@dataclass
+class RunRecord:
+    """One run directory read back: its settings, summary, per-epoch history and headline numbers."""
+
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    history: list[dict]
+    reproduction: dict[str, Any] | None
+    headline: dict[str, Any]
+    status: str
+    total_epochs: int  # epochs in the run directory (history may be truncated to max_epochs)
+
+    @property
+    def seed(self) -> int | None:
+        return self.config.get("seed")
+
+
+@dataclass
+class Group:
+    """Runs of one method (e.g. the seeds of one reproduction row)."""
+
+    key: tuple
+    label: str
+    records: list[RunRecord] = field(default_factory=list)
+    table: str | None = None
+    row_id: str | None = None
+    paper_f1: float | None = None
+    paper_epoch: int | None = None
+    order: tuple = ()
+
+
+@dataclass
+class TableRow:
+    """One line of table.md / table.csv: a group's numbers, aggregated over its runs."""
+
+    method: str
+    values: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values.get(key)
+
+
+# reading ------------------------------------------------------------------
+
+def is_run_dir(path: Path) -> bool:
+    """A folder with config.yaml and at least one of metrics.jsonl, summary.json, checkpoint.pt."""
+    path = Path(path)
+    return (path / "config.yaml").is_file() and any(
+        (path / name).is_file() for name in ("metrics.jsonl", "summary.json", "checkpoint.pt"))
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Each path is a run directory or a folder searched (recursively) for run directories."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise EvopropError(f"{path} does not exist; give run directories (folders with config.yaml and "
+                               "metrics.jsonl) or folders that hold them")
+        if is_run_dir(path):
+            runs = [path]
+        elif path.is_dir():
+            runs = sorted(p.parent for p in path.rglob("config.yaml") if is_run_dir(p.parent))
+        else:
+            runs = []
+        if not runs:
+            raise EvopropError(f"{path} is not a run directory and holds none (a run directory has config.yaml "
+                               "and metrics.jsonl, as 'evoprop train' and 'evoprop reproduce' write them)")
+        found.extend(runs)
+    unique: dict[Path, None] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), None)
+    return list(unique)
+
+
+def load_run(path: str | Path, max_epochs: int | None = None) -> RunRecord:
+    """Read one run directory; ``max_epochs`` keeps only its first N epochs."""
+    from evoprop.runs import RunDir
+
+    run = RunDir(path)
+    try:
+        config = run.read_config().to_dict()
+    except EvopropError as exc:
+        raise EvopropError(f"{run.path} is not a readable run directory ({exc})") from None
+    try:
+        summary = run.read_summary() if (run.path / "summary.json").is_file() else {}
+        history = run.read_metrics()
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EvopropError(f"{run.path}: cannot read its summary or metrics ({exc})") from None
+    marker = None
+    if (run.path / MARKER).is_file():
+        try:
+            marker = json.loads((run.path / MARKER).read_text())
+        except (OSError, json.JSONDecodeError):
+            marker = None
+    total = len(history)
+    if max_epochs is not None:
+        history = history[:max_epochs]
+    status = summary.get("status", "running" if total else "not started")
+    if max_epochs is not None and total > max_epochs:
+        status = "completed"  # the window read is complete, whatever came after it
+    headline = summarize(history)
+    headline["seconds"] = sum(h.get("seconds", 0.0) for h in history)
+    headline["seconds_per_epoch"] = headline["seconds"] / len(history) if history else None
+    return RunRecord(path=run.path, config=config, summary=summary, history=history, reproduction=marker,
+                     headline=headline, status=status, total_epochs=total)
+
+
+def load_runs(paths: Iterable[str | Path], max_epochs: int | None = None) -> list[RunRecord]:
+    """Every run directory in ``paths`` (see :func:`find_run_dirs`), read."""
+    return [load_run(p, max_epochs) for p in find_run_dirs(paths)]
+
+
+# grouping -----------------------------------------------------------------
+
+def method_label(summary: dict, config: dict) -> str:
+    """'gradient sgd lr 0.01', 'hybrid sep P=1000 + sgd lr 0.01', 'es paper P=5000'."""
+    method = config.get("method", summary.get("method", "?"))
+    parts = [method]
+    if method != "gradient":
+        parts.append(f"{config.get('strategy')} P={config.get('popsize')}")
+    if method != "es":
+        lr = config.get("lr")
+        parts.append(("+ " if method == "hybrid" else "") + f"{config.get('optimizer')}"
+                     + (f" lr {lr:g}" if isinstance(lr, (int, float)) else ""))
+    return " ".join(parts)
+
+
+_GRADIENT_ONLY = ("optimizer", "lr", "optimizer_options", "batch_size")
+_ES_ONLY = ("strategy", "popsize", "es_batch_size", "es_layers", "generations_per_epoch", "sync_mean", "es_write",
+            "strategy_options")
+_HIDDEN_ONLY = ("width", "activation")
+
+
+def relevant_settings(config: dict) -> dict[str, Any]:
+    """The settings that shape what a run computes: not NOT_A_SETTING, and not those its method or
+    depth ignores (a gradient run's popsize, an ES-only run's learning rate, a 1-layer net's width)."""
+    method = config.get("method")
+    skip = set(NOT_A_SETTING)
+    if method == "es":
+        skip.update(_GRADIENT_ONLY)
+    if method == "gradient":
+        skip.update(_ES_ONLY)
+    if config.get("depth") == 1:
+        skip.update(_HIDDEN_ONLY)
+    return {k: v for k, v in config.items() if k not in skip}
+
+
+def _setting_key(config: dict) -> str:
+    return json.dumps(relevant_settings(config), sort_keys=True, default=str)
+
+
+def group_runs(records: list[RunRecord], *, by_run: bool = False) -> list[Group]:
+    """Runs of the same method (same settings but the seed) as one group; ``by_run``: a group per run.
+
+    A reproduction's group is labelled with its row's name (e.g. "hybrid (SGD)"); other runs
+    with their method (e.g. "gradient adam lr 0.001"), prefixed with data set and depth when
+    the runs do not share them, and suffixed with the settings that set apart groups whose
+    labels would otherwise be equal.
+    """
+    from evoprop.experiments.paper_tables import TABLES
+
+    groups: dict[tuple, Group] = {}
+    for index, rec in enumerate(records):
+        marker = rec.reproduction or {}
+        table, row_id = marker.get("table"), marker.get("row")
+        key = (table, row_id, _setting_key(rec.config)) + ((str(rec.path),) if by_run else ())
+        group = groups.get(key)
+        if group is None:
+            if table and row_id:
+                label = marker.get("label") or row_id
+                known = TABLES.get(table)
+                row_pos = known.row_ids.index(row_id) if known is not None and row_id in known.row_ids else 99
+                order = (0, int(marker.get("table_number") or (known.number if known else 99)), row_pos, index)
+            else:
+                label = method_label(rec.summary, rec.config)
+                order = (1, 0, 0, index)
+            group = groups[key] = Group(key=key, label=label, table=table, row_id=row_id,
+                                        paper_f1=marker.get("paper_f1"), paper_epoch=marker.get("paper_epoch"),
+                                        order=order)
+        group.records.append(rec)
+    out = sorted(groups.values(), key=lambda g: g.order)
+    _disambiguate(out, by_run)
+    return out
+
+
+def _disambiguate(groups: list[Group], by_run: bool) -> None:
+    tables = {g.table for g in groups if g.table}
+    if len(tables) > 1:
+        for g in groups:
+            if g.table:
+                g.label = f"{g.table} {g.label}"
+    plain = [g for g in groups if not g.table]
+    places = {(g.records[0].config.get("dataset"), g.records[0].config.get("depth")) for g in plain}
+    if len(places) > 1 or (plain and len(plain) < len(groups)):
+        for g in plain:
+            c = g.records[0].config
+            g.label = f"{c.get('dataset')} d{c.get('depth')} {g.label}"
+    # equal labels: append the settings in which the groups differ
+    by_label: dict[str, list[Group]] = {}
+    for g in groups:
+        by_label.setdefault(g.label, []).append(g)
+    for same in by_label.values():
+        if len(same) < 2:
+            continue
+        configs = [g.records[0].config for g in same]
+        relevant = [relevant_settings(c) for c in configs]
+        keys = [k for k in configs[0] if any(k in r for r in relevant)
+                and len({json.dumps(r.get(k), default=str) for r in relevant}) > 1]
+        for g, c in zip(same, configs):
+            extra = ", ".join(f"{k}={c.get(k)}" for k in keys if c.get(k) is not None)
+            if by_run:
+                extra = ", ".join(filter(None, [extra, f"seed {c.get('seed')}", g.records[0].path.name]))
+            if extra:
+                g.label = f"{g.label} ({extra})"
+
+
+# aggregating --------------------------------------------------------------
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (None for one value) of the values that are not None."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def _mean_epoch(values: list[int | None]) -> float | int | None:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    mean = sum(vals) / len(vals)
+    return int(mean) if mean == int(mean) else round(mean, 1)
+
+
+def table_rows(groups: list[Group]) -> list[TableRow]:
+    """Aggregate every group into one :class:`TableRow` (numbers averaged over its runs)."""
+    rows = []
+    for g in groups:
+        recs = g.records
+        heads = [r.headline for r in recs]
+        cfg = recs[0].config
+        best, best_sd = mean_std([h.get("best_test_f1") for h in heads])
+        honest, honest_sd = mean_std([h.get("val_selected_test_f1") for h in heads])
+        final, _ = mean_std([h.get("final_test_f1") for h in heads])
+        seconds, _ = mean_std([h.get("seconds") if h.get("epochs") else None for h in heads])
+        spe, _ = mean_std([h.get("seconds_per_epoch") for h in heads])
+        epochs = [h.get("epochs") or 0 for h in heads]
+        method = cfg.get("method")
+        values = {
+            "method": g.label,
+            "row_id": g.row_id,
+            "table": g.table,
+            "paper_f1": g.paper_f1,
+            "paper_epoch": g.paper_epoch,
+            "best_test_f1": best,
+            "best_test_f1_std": best_sd,
+            "best_epoch": _mean_epoch([h.get("best_epoch") for h in heads]),
+            "diff_vs_paper": best - g.paper_f1 if best is not None and g.paper_f1 is not None else None,
+            "val_selected_test_f1": honest,
+            "val_selected_test_f1_std": honest_sd,
+            "val_selected_epoch": _mean_epoch([h.get("val_selected_epoch") for h in heads]),
+            "final_test_f1": final,
+            "seconds": seconds,
+            "seconds_per_epoch": spe,
+            "epochs": min(epochs),
+            "max_epochs": max(epochs),
+            "seeds": ";".join(str(r.seed) for r in recs),
+            "runs": len(recs),
+            "training": method,
+            "optimizer": cfg.get("optimizer") if method != "es" else None,
+            "lr": cfg.get("lr") if method != "es" else None,
+            "batch_size": cfg.get("batch_size") if method != "es" else None,
+            "strategy": cfg.get("strategy") if method != "gradient" else None,
+            "popsize": cfg.get("popsize") if method != "gradient" else None,
+            "dataset": cfg.get("dataset"),
+            "dataset_note": next((r.summary.get("dataset_note") for r in recs if r.summary.get("dataset_note")), None),
+            "device": ";".join(sorted({str(r.summary.get("device")) for r in recs if r.summary.get("device")})),
+            "status": ";".join(sorted({r.status for r in recs})),
+            "run_dirs": ";".join(str(r.path) for r in recs),
+        }
+        rows.append(TableRow(method=g.label, values=values))
+    return rows
+
+
+# writing ------------------------------------------------------------------
+
+def write_csv(rows: list[TableRow], path: str | Path) -> Path:
+    path = Path(path)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if row[c] is None else _csv_value(row[c]) for c in CSV_COLUMNS])
+    return path
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}" if not value.is_integer() or abs(value) < 1e15 else value
+    return value
+
+
+def fmt_f1(mean: float | None, std: float | None = None) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+
+def fmt_epoch(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _es_cell(row: TableRow) -> str:
+    if not row["strategy"]:
+        return "—"
+    return f"{row['strategy']} P={row['popsize']}"
+
+
+def markdown_table(rows: list[TableRow]) -> str:
+    """The table as GitHub Markdown; paper and ES columns only when some row has them."""
+    paper = any(r["paper_f1"] is not None for r in rows)
+    es = any(r["strategy"] for r in rows)
+    seeds = any(r["runs"] > 1 for r in rows)
+    head = ["method"]
+    if paper:
+        head += ["paper F1", "paper epoch"]
+    head += ["best test F1 (paper's protocol)", "epoch"]
+    if paper:
+        head += ["Δ vs paper"]
+    head += ["val-selected test F1 (honest)", "epoch"]
+    if es:
+        head += ["ES (resolved)"]
+    head += ["time" + (" per seed" if seeds else ""), "s/epoch", "epochs", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        cells = [r.method]
+        if paper:
+            cells += [f"{r['paper_f1']:.3f}" if r["paper_f1"] is not None else "—",
+                      fmt_epoch(r["paper_epoch"]) if r["paper_f1"] is not None else "—"]
+        cells += [fmt_f1(r["best_test_f1"], r["best_test_f1_std"]), fmt_epoch(r["best_epoch"])]
+        if paper:
+            d = r["diff_vs_paper"]
+            cells += ["—" if d is None else f"{d:+.3f}" + (" ⚠" if abs(d) > 0.02 else "")]
+        cells += [fmt_f1(r["val_selected_test_f1"], r["val_selected_test_f1_std"]), fmt_epoch(r["val_selected_epoch"])]
+        if es:
+            cells += [_es_cell(r)]
+        spe = r["seconds_per_epoch"]
+        epochs = str(r["epochs"]) if r["epochs"] == r["max_epochs"] else f"{r['epochs']}–{r['max_epochs']}"
+        cells += [fmt_seconds(r["seconds"]), "—" if spe is None else f"{spe:.2f}", epochs,
+                  r["seeds"].replace(";", ", ") or "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_notes(rows: list[TableRow], epochs: int | None = None) -> list[str]:
+    """Lines that belong under the table: unfinished runs, data notes, far-off numbers, short runs."""
+    notes = []
+    for r in rows:
+        bad = [s for s in r["status"].split(";") if s and s != "completed"]
+        if bad:
+            notes.append(f"{r.method}: {', '.join(bad)} after {r['epochs']} epoch(s)"
+                         + (" (a diverged run stops at its last finite epoch)" if "diverged" in bad else
+                            " (to continue: the same 'evoprop reproduce' command again)" if r["row_id"] else
+                            " (to continue: 'evoprop train --resume RUN_DIR')"))
+    far = [r for r in rows if r["diff_vs_paper"] is not None and abs(r["diff_vs_paper"]) > 0.02]
+    if far:
+        notes.append("⚠ differs from the paper's F1 by more than 0.02: " + ", ".join(r.method for r in far) + ".")
+    short = [r for r in rows if r["paper_epoch"] is not None and r["epochs"] and r["paper_epoch"] > r["epochs"]]
+    if short:
+        notes.append("The paper's best epoch lies beyond the epochs run here for: "
+                     + ", ".join(f"{r.method} (paper epoch {r['paper_epoch']}, run {r['epochs']})" for r in short)
+                     + "; those rows cannot be expected to reach the paper's F1.")
+    for note in sorted({r["dataset_note"] for r in rows if r["dataset_note"]}):
+        notes.append(f"Data: {note}.")
+    return notes
+
+
+def write_markdown(rows: list[TableRow], path: str | Path, title: str | None = None,
+                   epochs: int | None = None) -> Path:
+    path = Path(path)
+    path.write_text(markdown_section(rows, title, epochs))
+    return path
+
+
+def markdown_section(rows: list[TableRow], title: str | None = None, epochs: int | None = None,
+                     level: int = 1) -> str:
+    """Title, table, notes and the protocol legend, as Markdown."""
+    parts = [f"{'#' * level} {title}\n\n"] if title else []
+    parts.append(markdown_table(rows))
+    notes = table_notes(rows, epochs)
+    if notes:
+        parts.append("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    parts.append("\nBest test F1: the paper's protocol (the best test macro-F1 over all epochs, epoch chosen on the "
+                 "test split). Val-selected: the honest protocol (test macro-F1 at the epoch with the best "
+                 "validation macro-F1)."
+                 + (" ± is the sample standard deviation over seeds." if any(r["runs"] > 1 for r in rows) else "")
+                 + "\n")
+    return "".join(parts)
