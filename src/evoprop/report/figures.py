@@ -124,7 +124,8 @@ def loss_figure(groups: list[Group], path: str | Path, title: str = "", note: st
         _epoch_axis(ax)
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3, which="both")
-    axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     if any(g.records[0].config.get("method") == "es" for g in groups):
         axes[1].set_title("ES-only rows: the best candidate's loss on the generation's mini-batch", fontsize="small")
     fig.suptitle(title or "Loss per epoch", fontsize="medium")
