@@ -1,0 +1,142 @@
+"""`evoprop report`: tables and figures from any run directories (plain runs, reproductions, a mix)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from evoprop.cli.main import main
+from evoprop.config import TrainConfig
+from evoprop.errors import EvopropError
+from evoprop.experiments import reproduce
+from evoprop.report import build_report, find_run_dirs, group_runs, load_run, load_runs, table_rows
+from evoprop.report.tables import mean_std
+from evoprop.runs import run_training
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def runs(data_dir, tmp_path_factory):
+    """Three plain runs (SGD seeds 0 and 1, Adam seed 0, 3 epochs each) and a tiny reproduction."""
+    root = tmp_path_factory.mktemp("runs")
+    base = dict(data_dir=str(data_dir), limit_train=1000, limit_test=300, epochs=3, batch_size=100)
+    quiet = lambda line: None  # noqa: E731
+    for name, extra in (("sgd-a", dict(seed=0)), ("sgd-b", dict(seed=1)), ("adam", dict(optimizer="adam"))):
+        run_training(TrainConfig.from_dict({**base, **extra}), out=root / "plain" / name, echo=quiet)
+    reproduce("table1", root / "repro", epochs=2, rows=["adam", "sgd-0.01"], data_dir=data_dir, limit_train=500,
+              limit_test=200, echo=quiet)
+    return root
+
+
+def test_plain_runs_group_by_method_with_seeds_averaged(runs, tmp_path):
+    result = build_report([runs / "plain"], tmp_path / "out")
+    for name in ("table.md", "table.csv", "f1.png", "loss.png", "report.md"):
+        assert (tmp_path / "out" / name).is_file(), name
+    rows = read_csv(tmp_path / "out" / "table.csv")
+    assert [r["method"] for r in rows] == ["gradient adam lr 0.001", "gradient sgd lr 0.01"]  # folder order
+    adam, sgd = rows
+    assert sgd["runs"] == "2" and sgd["seeds"] == "0;1" and sgd["best_test_f1_std"] != ""
+    assert adam["runs"] == "1" and adam["best_test_f1_std"] == ""
+    assert sgd["paper_f1"] == "" and sgd["epochs"] == "3"
+    # the mean over seeds of the per-run headline numbers
+    each = [json.loads((runs / "plain" / n / "summary.json").read_text()) for n in ("sgd-a", "sgd-b")]
+    assert float(sgd["best_test_f1"]) == pytest.approx(sum(s["best_test_f1"] for s in each) / 2, abs=1e-6)
+    assert float(sgd["val_selected_test_f1"]) == pytest.approx(
+        sum(s["val_selected_test_f1"] for s in each) / 2, abs=1e-6)
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "paper F1" not in md and "±" in md and "Comparison of 3 runs" in md
+    assert result["title"] == "Comparison of 3 runs"
+
+
+def test_reproduction_runs_keep_the_papers_numbers(runs, tmp_path):
+    result = build_report([runs / "repro" / "table1"], tmp_path)
+    rows = read_csv(tmp_path / "table.csv")
+    assert [(r["row_id"], r["paper_f1"], r["paper_epoch"]) for r in rows] == [("adam", "0.924", "19"),
+                                                                             ("sgd-0.01", "0.922", "749")]
+    assert result["title"] == "Table 1: MNIST, one weight layer"
+    assert float(rows[0]["diff_vs_paper"]) == pytest.approx(float(rows[0]["best_test_f1"]) - 0.924, abs=1e-5)
+
+
+def test_a_mix_of_runs_labels_each_group_apart(runs, tmp_path):
+    result = build_report([runs / "plain" / "adam", runs / "repro"], tmp_path)
+    labels = [r.method for r in result["rows"]]
+    assert labels[:2] == ["Adam", "SGD lr 0.01"]  # reproductions first, in the paper's order
+    assert labels[2].startswith("mnist d1 gradient adam lr 0.001")
+    assert len(set(labels)) == len(labels)
+
+
+def test_epochs_truncates_every_run(runs, tmp_path):
+    records = load_runs([runs / "plain"], max_epochs=1)
+    assert all(len(r.history) == 1 and r.total_epochs == 3 and r.headline["epochs"] == 1 for r in records)
+    assert all(r.headline["best_epoch"] == 1 for r in records)
+    first = next(r for r in records if r.path.name == "sgd-a")
+    full = load_run(runs / "plain" / "sgd-a")
+    assert full.headline["best_test_f1"] >= first.headline["best_test_f1"] == first.history[0]["test_f1"]
+
+
+def test_each_run_gives_one_row_per_directory(runs):
+    groups = group_runs(load_runs([runs / "plain"]), by_run=True)
+    assert len(groups) == 3 and len({g.label for g in groups}) == 3
+
+
+def test_runs_differing_in_a_setting_are_told_apart(runs, tmp_path, data_dir):
+    other = tmp_path / "sgd-bs50"
+    run_training(TrainConfig.from_dict(dict(data_dir=str(data_dir), limit_train=1000, limit_test=300, epochs=1,
+                                            batch_size=50)), out=other, echo=lambda line: None)
+    rows = table_rows(group_runs(load_runs([runs / "plain" / "sgd-a", other])))
+    assert sorted(r.method for r in rows) == ["gradient sgd lr 0.01 (batch_size=100)",
+                                              "gradient sgd lr 0.01 (batch_size=50)"]
+
+
+def test_mean_and_sample_std():
+    assert mean_std([1.0, None]) == (1.0, None)
+    mean, std = mean_std([0.5, 0.7, 0.9])
+    assert mean == pytest.approx(0.7) and std == pytest.approx(math.sqrt(0.04))  # n - 1 in the denominator
+    assert mean_std([None]) == (None, None)
+
+
+def test_find_run_dirs_and_its_errors(runs, tmp_path):
+    assert len(find_run_dirs([runs])) == 5
+    assert find_run_dirs([runs / "plain" / "adam", runs / "plain"])[0].name == "adam"  # no duplicates
+    assert len(find_run_dirs([runs / "plain" / "adam", runs / "plain"])) == 3
+    with pytest.raises(EvopropError, match="does not exist"):
+        find_run_dirs([tmp_path / "nosuch"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvopropError, match="is not a run directory and holds none"):
+        find_run_dirs([tmp_path / "empty"])
+
+
+def test_cli_report(capsys, runs, tmp_path):
+    status = main(["report", str(runs / "plain"), "--out", str(tmp_path / "r"), "--epochs", "2",
+                   "--title", "SGD vs Adam"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert out.startswith("# SGD vs Adam") and "| gradient adam lr 0.001 |" in out and "report.md" in out
+    assert read_csv(tmp_path / "r" / "table.csv")[0]["epochs"] == "2"
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "evoprop report" in report and "reading the first 2 epochs" in report
+    assert main(["report", str(runs / "plain"), "--out", str(tmp_path / "e"), "--each-run"]) == 0
+    assert len(read_csv(tmp_path / "e" / "table.csv")) == 3
+
+
+@pytest.mark.parametrize("args, words", [
+    (["report", "/nonexistent/run"], "evoprop: error: /nonexistent/run does not exist"),
+    (["report"], "evoprop: error: Missing argument 'RUN_DIR...'"),
+])
+def test_cli_report_mistakes(capsys, args, words):
+    status = main(args)
+    _, err = capsys.readouterr()
+    assert status != 0 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_report_on_a_folder_without_runs(capsys, tmp_path):
+    status = main(["report", str(tmp_path), "--out", str(tmp_path / "out")])
+    _, err = capsys.readouterr()
+    assert status == 1 and "is not a run directory and holds none" in err
