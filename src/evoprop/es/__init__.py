@@ -16,6 +16,7 @@ All share the :class:`~evoprop.es.base.Strategy` interface: ``ask()``,
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -62,7 +63,11 @@ def make_strategy(name: str, x0: Any, sigma0: float, popsize: int | None = None,
         x0 = torch.as_tensor(x0)
         x0 = x0.to(device=device or x0.device,
                    dtype=dtype or (x0.dtype if x0.is_floating_point() else torch.get_default_dtype()))
-    try:
-        return STRATEGIES[key](x0, sigma0, popsize, **options)
-    except TypeError as exc:  # an option the strategy does not take
-        raise ConfigError(f"{key}: {exc}") from exc
+    cls = STRATEGIES[key]
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            allowed = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+            raise ConfigError(f"{key}: unknown option(s) {', '.join(unknown)}; it takes {', '.join(allowed)}")
+    return cls(x0, sigma0, popsize, **options)

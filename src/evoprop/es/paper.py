@@ -27,7 +27,9 @@ How we read the ambiguous parts (``faithful=True``, the default):
 * (3) has no decay and no normalisation: p_σ is a plain sum. C^(−1/2) is the
   inverse square root of the covariance the population was *sampled from*
   (the pre-update C, as in every CMA-ES), computed from the same lazily
-  refreshed factor as ``cma`` (cadence 1/(η_c Σ w̃)/d/10 generations).
+  refreshed factor as ``cma`` (cadence 1/(η_c Σ w̃)/d/10 generations); above
+  1,000 dimensions that factor is the Cholesky factor L and L⁻¹ stands in for
+  C^(−1/2) (same norm for each step; see :mod:`evoprop.es.cov`).
 * E||N(0, I)|| is the exact value √2 Γ((d+1)/2)/Γ(d/2).
 
 What breaks when run literally: p_σ is never forgotten, so ||p_σ|| only grows

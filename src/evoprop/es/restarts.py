@@ -48,7 +48,13 @@ class IPOP:
             raise ConfigError(f"restart_mean must be 'x0' or 'random', got {restart_mean!r}")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ConfigError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
+        import inspect
+
         self._cls = STRATEGIES[base]
+        known = inspect.signature(self._cls.__init__).parameters
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(f"ipop/{base}: unknown option(s) {', '.join(unknown)}")
         self._base = base
         self._x0 = _as_vector(x0).clone()
         self._sigma0 = sigma0
