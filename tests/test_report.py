@@ -140,3 +140,16 @@ def test_cli_report_on_a_folder_without_runs(capsys, tmp_path):
     status = main(["report", str(tmp_path), "--out", str(tmp_path / "out")])
     _, err = capsys.readouterr()
     assert status == 1 and "is not a run directory and holds none" in err
+
+
+def test_notes_flag_collapse_far_numbers_and_short_runs():
+    from evoprop.report.tables import TableRow, table_notes
+
+    row = TableRow("hybrid (Adam)", {"status": "completed", "best_test_f1": 0.61, "best_epoch": 1,
+                                     "final_test_f1": 0.02, "paper_f1": 0.98, "paper_epoch": 18, "epochs": 3,
+                                     "diff_vs_paper": -0.37, "dataset_note": "CIFAR-10 JPEG-decoded reconstruction"})
+    notes = "\n".join(table_notes([row]))
+    assert "fell from 0.6100 (epoch 1) to 0.0200" in notes
+    assert "more than 0.02: hybrid (Adam)" in notes
+    assert "paper epoch 18, run 3" in notes
+    assert "Data: CIFAR-10 JPEG-decoded reconstruction." in notes

@@ -59,6 +59,16 @@ def _epoch_axis(ax) -> None:
     ax.set_xlabel("epoch")
 
 
+def _log_axis(ax) -> None:
+    """Log scale with plain tick labels (0.2, 0.5, 1, 2) instead of 2×10⁻¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _finish(fig, path: str | Path) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=DPI)
@@ -120,7 +130,7 @@ def loss_figure(groups: list[Group], path: str | Path, title: str = "", note: st
                 ax.fill_between(epochs, low, high, color=_color(i), alpha=0.2, linewidth=0)
         values = [v for line in ax.get_lines() for v in line.get_ydata()]
         if drawn and min(values) > 0 and max(values) / min(values) > 10:
-            ax.set_yscale("log")
+            _log_axis(ax)
         _epoch_axis(ax)
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3, which="both")

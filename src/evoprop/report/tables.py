@@ -425,6 +425,11 @@ def table_notes(rows: list[TableRow], epochs: int | None = None) -> list[str]:
                          + (" (a diverged run stops at its last finite epoch)" if "diverged" in bad else
                             " (to continue: the same 'evoprop reproduce' command again)" if r["row_id"] else
                             " (to continue: 'evoprop train --resume RUN_DIR')"))
+    for r in rows:
+        best, final = r["best_test_f1"], r["final_test_f1"]
+        if best is not None and final is not None and final < best - 0.05:
+            notes.append(f"{r.method}: test F1 fell from {best:.4f} (epoch {r['best_epoch']}) to {final:.4f} at the "
+                         "last epoch read: the best-over-epochs number hides it.")
     far = [r for r in rows if r["diff_vs_paper"] is not None and abs(r["diff_vs_paper"]) > 0.02]
     if far:
         notes.append("⚠ differs from the paper's F1 by more than 0.02: " + ", ".join(r.method for r in far) + ".")
