@@ -25,6 +25,10 @@ class SepCMA(Strategy):
     """
 
     name = "sep"
+    # The update needs only z: with y = z ⊙ D, Σ w y = D ⊙ Σ w z and Σ w y² = D² ⊙ Σ w z².
+    # So ask() builds x in y's memory and no (P, d) y is kept: at d = 157,000, P = 1,000
+    # each such buffer is 628 MB of freshly faulted pages per generation.
+    _keeps_y = False
     _state_tensors = ("_ps", "_pc", "_var")
 
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
@@ -68,8 +72,8 @@ class SepCMA(Strategy):
         r = self._rates
         n, wd, sd = self._dim, self._dtype, self._sdtype
         ws = self._by_sample(self._w, order).to(wd)  # zero for the unselected: no gathers
-        yw = (ws @ y).to(sd)
         zw = (ws @ z).to(sd)
+        yw = zw * self._var.sqrt()
         self._mean.add_(yw, alpha=self._sigma)
         self._csa(self._ps, zw, r["cs"], self._mueff)
         g = self._generation + 1
@@ -79,7 +83,7 @@ class SepCMA(Strategy):
         self._pc.mul_(1.0 - cc)
         if hsig:
             self._pc.add_(yw, alpha=math.sqrt(cc * (2.0 - cc) * self._mueff))
-        rank_mu = (ws @ (y * y)).to(sd)
+        rank_mu = weighted_squares(z, ws).to(sd) * self._var  # Σ w y², from z
         delta = 0.0 if hsig else cc * (2.0 - cc)
         var = self._var
         var.mul_(1.0 + r["c1"] * delta - r["c1"] - r["cmu"])
@@ -99,3 +103,12 @@ class SepCMA(Strategy):
     def variances(self) -> torch.Tensor:
         """The diagonal of C (a copy); the sampling variances are σ² C_ii."""
         return self._var.clone()
+
+
+def weighted_squares(z: torch.Tensor, weights: torch.Tensor, rows: int = 16) -> torch.Tensor:
+    """Σ_i w_i z_i² over the rows with non-zero weight, a few rows at a time: never a (P, d) temporary."""
+    out = torch.zeros(z.shape[1], dtype=z.dtype, device=z.device)
+    selected = weights.nonzero().squeeze(1)
+    for idx in selected.split(rows):
+        out.addmv_(z[idx].square_().T, weights[idx])
+    return out
