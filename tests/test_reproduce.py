@@ -137,9 +137,11 @@ def test_an_interrupted_row_resumes(data_dir, tmp_path):
     assert len(json.loads((p.path / "reproduction.json").read_text())["sessions"]) == 2
 
 
-def test_seeds_give_mean_and_sample_std(data_dir, tmp_path):
+def test_seeds_give_mean_and_sample_std_with_an_overall_bar(data_dir, tmp_path, capsys):
     [result] = reproduce("table1", tmp_path, epochs=1, rows=["sgd-0.01"], seed=3, seeds=2, data_dir=data_dir,
-                         limit_train=500, limit_test=200, echo=quiet)
+                         limit_train=500, limit_test=200, echo=quiet, progress=True)
+    err = capsys.readouterr().err
+    assert "2/2" in err and "table1 sgd-0.01 s4" in err and "F1 0." in err  # rows x epochs, current row, its F1
     assert (tmp_path / "table1" / "sgd-0.01" / "seed3").is_dir() and (tmp_path / "table1" / "sgd-0.01" / "seed4").is_dir()
     [row] = read_csv(result.files["table_csv"])
     assert row["seeds"] == "3;4" and row["runs"] == "2" and row["best_test_f1_std"] != ""
