@@ -233,10 +233,10 @@ def test_cli_reproduce_prints_the_table_and_resumes(capsys, data_dir, tmp_path):
     assert main(args) == 0
     out, err = capsys.readouterr()
     assert "| Adam | 0.924 | 19 |" in out and "| SGD lr 0.01 | 0.922 | 749 |" in out
-    assert "table.csv" in out and "[1/2] table1 adam seed 0: new run, 1 epochs" in err
+    assert "table.csv" in out and "[1/2] table1 adam seed 0: new run, 1 epoch" in err
     assert main(args[:-1] + ["--dry-run"]) == 0
     out, _ = capsys.readouterr()
-    assert "done (1 epochs), not rerun" in out and "0 epochs to run" in out
+    assert "done (1 epoch), not rerun" in out and "0 epochs to run" in out
 
 
 @pytest.mark.parametrize("args, words", [

@@ -78,11 +78,14 @@ class PlannedRun:
         return f"{self.table.name} {self.row.id} seed {self.seed}"
 
     def describe(self) -> str:
+        def n(k: int) -> str:
+            return f"{k} epoch{'' if k == 1 else 's'}"
+
         return {
-            "new": f"new run, {self.epochs} epochs",
+            "new": f"new run, {n(self.epochs)}",
             "resume": f"resuming after epoch {self.done} of {self.epochs}",
-            "extend": f"extending from {self.done} to {self.epochs} epochs",
-            "skip": f"done ({self.done} epochs), not rerun",
+            "extend": f"extending from {self.done} to {n(self.epochs)}",
+            "skip": f"done ({n(self.done)}), not rerun",
             "diverged": f"diverged after epoch {self.done} earlier; kept as it is",
         }[self.action]
 
