@@ -228,7 +228,7 @@ def reproduce(
     bar = tqdm(total=total, unit="epoch", desc="reproduce", disable=not progress, dynamic_ncols=True,
                smoothing=0, file=sys.stderr, position=0)
     with bar:
-        say = bar.write if progress else echo
+        say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else echo
         for t in _unique_tables(planned):
             mine = [p for p in planned if p.table is t]
             for p in mine:
