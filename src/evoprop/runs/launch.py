@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import sys
 from pathlib import Path
@@ -160,9 +161,23 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "test_size": len(data.test),
         "evoprop": evoprop.__version__,
         "torch": torch.__version__,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": machine_name(trainer.data.train.x.device),
         "threads": torch.get_num_threads(),
     }
+
+
+def machine_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, else the CPU model (from /proc/cpuinfo where there is one)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}".strip() + f", {os.cpu_count()} cores"
 
 
 def _epoch_line(r: dict, epochs: int) -> str:
