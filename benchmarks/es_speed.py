@@ -284,7 +284,8 @@ def main() -> None:
     print(f"# GEMM (1000x7850)@(7850x7850): float32 {rates['float32']:.1f} GFLOP/s, float64 {rates['float64']:.1f} GFLOP/s")
     if args.quick:
         pops = [1000]
-        cases = [("evoprop", "cma"), ("evoprop", "sep"), ("pycma", "full"), ("evotorch", "sep")]
+        # pairs compared with each other run back to back (the machine may be shared)
+        cases = [("evoprop", "sep"), ("evotorch", "sep"), ("evoprop", "cma"), ("pycma", "full")]
         gens_of = lambda lib, var, P: 2  # noqa: E731
     else:
         pops = [int(p) for p in args.pops.split(",")]
