@@ -151,16 +151,16 @@ class WideLayerFitness:
 def worker(lib: str, variant: str, P: int, gens: int, budget_s: float) -> None:
     import torch
 
-    from _mnist_task import DIM, MnistFitness
+    from _mnist_task import DIM as MNIST_DIM, MnistFitness
 
     if variant == "lmma-wide":
-        fit, DIM, variant = WideLayerFitness(), 204_800, "lmma"
+        fit, dim, variant = WideLayerFitness(), 204_800, "lmma"
     else:
-        fit = MnistFitness()
+        fit, dim = MnistFitness(), MNIST_DIM
     base_mb = _rss_mb()
     print(json.dumps({"event": "start", "base_mb": base_mb}), flush=True)
     t0 = time.perf_counter()
-    step, warmup = _make_runner(lib, variant, P, DIM, fit)
+    step, warmup = _make_runner(lib, variant, P, dim, fit)
     print(json.dumps({"event": "built", "s": time.perf_counter() - t0, "rss_mb": _rss_mb()}), flush=True)
     times, evals = [], []
     start = time.perf_counter()

@@ -11,7 +11,6 @@ import torch
 
 from evoprop.errors import ConfigError
 from evoprop.es import STRATEGIES, make_strategy, rank
-from evoprop.es.base import expected_norm, log_weights, cma_learning_rates
 from evoprop.es.paper import paper_eta_c, paper_weights
 
 # ---------------------------------------------------------------------------
@@ -238,7 +237,7 @@ def test_tell_accepts_reordered_solutions(name):
     a = make_strategy(name, torch.full((d,), 0.3, dtype=torch.float64), 0.4, seed=5)
     b = make_strategy(name, torch.full((d,), 0.3, dtype=torch.float64), 0.4, seed=5)
     for g in range(12):
-        Xa, Xb = a.ask(), b.ask()
+        Xa, _ = a.ask(), b.ask()  # b needs a pending ask; it is told a's population
         perm = torch.randperm(a.popsize, generator=torch.Generator().manual_seed(g))
         a.tell(Xa, ellipsoid(Xa))
         Xp = Xa[perm].clone()  # a different tensor: b must map it back to z
@@ -368,6 +367,7 @@ def test_paper_matches_hand_computed_update():
     sigma0 = 0.5
     es = make_strategy("paper", torch.tensor([1.0, -2.0], dtype=torch.float64), sigma0, popsize=N, seed=0,
                        eta_c=0.6, method="eigh")
+    assert es.dim == d and es.popsize == N
     m, sigma, C, ps = np.array([1.0, -2.0]), sigma0, np.eye(2), np.zeros(2)
     chin = math.sqrt(2) * math.gamma(1.5) / math.gamma(1.0)  # E||N(0, I_2)|| = sqrt(pi/2)
     assert chin == pytest.approx(math.sqrt(math.pi / 2))
