@@ -431,3 +431,14 @@ def test_float32_search(name):
     run(es, sphere, 1e-6, 20000)
     assert es.ask().dtype == torch.float32 and es.best.solution.dtype == torch.float32
     assert es.best.fitness <= 1e-6
+
+
+@pytest.mark.parametrize("name", ["paper", "cma", "sep", "lmma", "ipop"])
+def test_a_returned_population_is_never_reused_by_the_next_ask(name):
+    # the strategies draw z into a buffer kept between generations; what ask() returns must not alias it
+    es = make_strategy(name, torch.zeros(12), 0.5, 6, seed=0)
+    first = es.ask()
+    kept = first.clone()
+    es.tell(first, (first**2).sum(1))
+    es.ask()
+    assert torch.equal(first, kept)
