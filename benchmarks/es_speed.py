@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -255,17 +253,9 @@ def gemm_rates() -> dict:
 
 
 def machine() -> str:
-    import torch
+    from _machine import describe  # the line every benchmark prints
 
-    model = "?"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
+    return describe()
 
 
 def main() -> None:

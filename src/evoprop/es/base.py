@@ -111,6 +111,16 @@ def cma_learning_rates(dim: int, mueff: float) -> dict[str, float]:
     return {"c1": c1, "cmu": cmu, "cs": cs, "ds": ds, "cc": cc}
 
 
+def override_rates(rates: dict[str, float], **given: float | None) -> dict[str, float]:
+    """``rates`` with every learning rate the user gave (not None) checked and put in."""
+    for k, v in given.items():
+        if v is not None:
+            if not (v > 0 and math.isfinite(v)):
+                raise ConfigError(f"{k} must be a positive number, got {v}")
+            rates[k] = float(v)
+    return rates
+
+
 def default_popsize(dim: int) -> int:
     """4 + ⌊3 ln d⌋, the usual default population."""
     return 4 + int(math.floor(3.0 * math.log(dim)))

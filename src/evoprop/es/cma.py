@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .base import Strategy, cma_learning_rates, log_weights
+from .base import Strategy, cma_learning_rates, log_weights, override_rates
 from .cov import FullCovariance, add_weighted_gram_lower
 
 
@@ -52,11 +52,7 @@ class CMA(FullCovariance, Strategy):
             raise ConfigError(f"mu must be in [1, popsize={lam}], got {mu}")
         _, mueff, _ = log_weights(lam, n, mu=mu)
         rates = cma_learning_rates(n, mueff)
-        for k, v in (("c1", c1), ("cmu", cmu), ("cc", cc), ("cs", cs), ("ds", ds)):
-            if v is not None:
-                if not (v > 0 and math.isfinite(v)):
-                    raise ConfigError(f"{k} must be a positive number, got {v}")
-                rates[k] = float(v)
+        override_rates(rates, c1=c1, cmu=cmu, cc=cc, cs=cs, ds=ds)
         w, mueff, _ = log_weights(lam, n, mu=mu, active=active, c1=rates["c1"], cmu=rates["cmu"])
         self._w = w.to(device=self._device, dtype=self._sdtype)
         self._wsum = float(w.sum())

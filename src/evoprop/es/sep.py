@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .base import Strategy, cma_learning_rates, log_weights
+from .base import Strategy, cma_learning_rates, log_weights, override_rates
 
 
 class SepCMA(Strategy):
@@ -46,11 +46,7 @@ class SepCMA(Strategy):
         scale = (n + 2.0) / 3.0
         rates["c1"] = min(1.0, rates["c1"] * scale)
         rates["cmu"] = min(1.0 - rates["c1"], rates["cmu"] * scale)
-        for k, v in (("c1", c1), ("cmu", cmu), ("cc", cc), ("cs", cs), ("ds", ds)):
-            if v is not None:
-                if not (v > 0 and math.isfinite(v)):
-                    raise ConfigError(f"{k} must be a positive number, got {v}")
-                rates[k] = float(v)
+        override_rates(rates, c1=c1, cmu=cmu, cc=cc, cs=cs, ds=ds)
         self._w = w.to(device=self._device, dtype=self._sdtype)
         self._mueff = mueff
         self._rates = rates
