@@ -85,7 +85,6 @@ def main() -> None:
         results[name] = (gflop / seconds / rate, loop / seconds)
         print(f"{name:<8} {popsize:>5} {evaluator.dim:>8} {seconds:>7.3f} {gflop:>7.1f} {gflop / seconds:>8.1f} "
               f"{gflop / seconds / rate:>8.0%} {loop:>10.2f} {loop / seconds:>7.1f}x")
-        del candidates, evaluator
     eff, speedup = results.get("mnist10", (float("nan"), float("nan")))
     print(f"population_eval: mnist10_P1000_gemm_efficiency={eff:.2f} speedup_vs_loop={speedup:.1f}")
 

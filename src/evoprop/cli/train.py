@@ -10,7 +10,7 @@ from evoprop.config import TrainConfig
 from evoprop.data import DATASETS
 from evoprop.es import STRATEGIES
 from evoprop.errors import ConfigError
-from evoprop.models import ACTIVATIONS, INITS
+from evoprop.models import ACTIVATIONS
 from evoprop.optim import OPTIMIZERS, parse_option_value
 from evoprop.runs import run_training, summary_line
 

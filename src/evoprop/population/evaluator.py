@@ -20,7 +20,6 @@ time, not memory; a budget that cannot hold even one candidate is a clear error.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
