@@ -26,6 +26,7 @@ mean and covariance precisely.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -150,7 +151,7 @@ def _as_vector(x0: Any) -> torch.Tensor:
     return x
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Base class of all evolution strategies (minimisation).
 
     Subclasses implement ``_sample(z)`` (standard normal ``z`` -> ambient steps
@@ -336,14 +337,17 @@ class Strategy:
     def _before_ask(self) -> None:
         """Refresh lazily computed quantities (e.g. an eigendecomposition)."""
 
+    @abc.abstractmethod
     def _sample(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Standard normal z (P, d) -> ambient steps y, so that a candidate is mean + sigma * y."""
 
+    @abc.abstractmethod
     def _whiten(self, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The inverse of ``_sample`` (for solutions that tell() gets but ask() did not make)."""
 
+    @abc.abstractmethod
     def _update(self, z: torch.Tensor, y: torch.Tensor, order: torch.Tensor, f: torch.Tensor) -> None:
-        raise NotImplementedError
+        """Update mean, paths, covariance and sigma from the ranked samples."""
 
     def _max_std(self) -> float:
         """Largest coordinate standard deviation of the sampling distribution, over sigma."""
