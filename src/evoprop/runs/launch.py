@@ -26,6 +26,17 @@ from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
 CHECKPOINT_FORMAT = 1
 
 
+class StopRun(Exception):
+    """Raised by an ``on_epoch`` callback to end a run after that epoch (saved); ``status`` goes in its summary.
+
+    E.g. a hyperparameter search prunes an unpromising trial: ``raise StopRun("pruned")``.
+    """
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
 def resolve_config(config: TrainConfig) -> TrainConfig:
     """Validate, and write the optimizer's default lr into the config so the run records it."""
     config.validate()
@@ -93,11 +104,14 @@ def run_training(
     epochs: int | None = None,
     progress: bool = False,
     echo: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[dict, RunDir]:
     """Train a new run (``config``, into ``out``) or continue one (``resume``); return (summary, run dir).
 
     ``epochs`` overrides the configured number (to extend a resumed run). A run that
     diverges or is interrupted keeps its last completed epoch and can be resumed.
+    ``on_epoch(record)`` is called after each epoch's checkpoint and metrics are saved;
+    it may raise :class:`StopRun` to end the run there with that status.
     """
     echo = echo or (lambda line: tqdm.write(line, file=sys.stderr))
     run = RunDir(resume) if resume is not None else None
@@ -127,6 +141,8 @@ def run_training(
         run.append_metrics(record)
         run.write_summary({**static, **tr.summary(), "status": "running"})
         echo(_epoch_line(record, config.epochs))
+        if on_epoch is not None:
+            on_epoch(record)
 
     status = "interrupted"  # if anything but a clean finish or divergence escapes fit()
     try:
@@ -134,6 +150,9 @@ def run_training(
         status = "completed"
     except TrainingDiverged:
         status = "diverged"
+        raise
+    except StopRun as stop:
+        status = stop.status
         raise
     finally:
         summary = {**static, **trainer.summary(), "status": status}
