@@ -442,3 +442,25 @@ def test_a_returned_population_is_never_reused_by_the_next_ask(name):
     es.tell(first, (first**2).sum(1))
     es.ask()
     assert torch.equal(first, kept)
+
+
+@pytest.mark.parametrize("name", ["paper", "cma", "sep", "lmma", "ipop"])
+def test_ask_into_a_caller_buffer_samples_the_same_search(name):
+    # ask(out=buf) writes the population into buf and the search is the one ask() makes
+    x0 = torch.zeros(12, dtype=torch.float64)
+    a = make_strategy(name, x0, 0.5, 6, seed=3)
+    b = make_strategy(name, x0, 0.5, 6, seed=3)
+    buf = torch.empty(6, 12, dtype=torch.float64)
+    for _ in range(4):
+        xa, xb = a.ask(), b.ask(out=buf)
+        assert xb.data_ptr() == buf.data_ptr()
+        torch.testing.assert_close(xa, xb, rtol=1e-12, atol=1e-12)
+        a.tell(xa, (xa**2).sum(1))
+        b.tell(xb, (xb**2).sum(1))
+    torch.testing.assert_close(a.mean, b.mean, rtol=1e-12, atol=1e-12)
+
+
+def test_ask_rejects_a_buffer_of_the_wrong_shape():
+    es = make_strategy("sep", torch.zeros(12, dtype=torch.float64), 0.5, 6, seed=0)
+    with pytest.raises(ConfigError, match=r"ask\(out=...\) needs a contiguous \(6, 12\)"):
+        es.ask(out=torch.empty(5, 12, dtype=torch.float64))

@@ -261,21 +261,37 @@ class Strategy(abc.ABC):
         return Best(sol, self._best_f)
 
     # -- ask / tell ----------------------------------------------------------
-    def ask(self) -> torch.Tensor:
-        """Sample a population: a (popsize, dim) tensor in x0's dtype and device."""
+    def ask(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample a population: a (popsize, dim) tensor in x0's dtype and device.
+
+        ``out`` (as torch's ``out=``): a (popsize, dim) tensor of that dtype and device to
+        write the population into. A caller that samples every generation and does not keep
+        old populations (``LayerSearch`` does this) saves allocating and page-faulting P·d
+        fresh values each time: ~0.3 s per generation at d = 157,000, P = 1,000 on a CPU.
+        """
+        if out is not None:
+            shape = (self._popsize, self._dim)
+            if (not isinstance(out, torch.Tensor) or tuple(out.shape) != shape or out.dtype != self._dtype
+                    or out.device != self._device or not out.is_contiguous()):
+                got = (tuple(out.shape), out.dtype, str(out.device)) if isinstance(out, torch.Tensor) else type(out)
+                raise ConfigError(f"ask(out=...) needs a contiguous {shape} {self._dtype} tensor on "
+                                  f"{self._device}, got {got}")
         self._before_ask()
         self._rng_before_ask = self._gen.get_state()
         z = self._standard_normal()
-        y = self._sample(z)
-        m = self._mean.to(self._dtype).unsqueeze(0)
-        if self._keeps_y:
-            x = torch.empty(self._popsize, self._dim, device=self._device, dtype=self._dtype)
-            torch.add(m, y, alpha=self._sigma, out=x)  # contiguous even if y is a transposed view
-        else:  # the update needs only z: build x in y's memory
-            x = y.mul_(self._sigma).add_(m)
-            y = None
+        x, y = self._candidates(z, out)
         self._pending = {"z": z, "y": y, "x": x}
         return x
+
+    def _candidates(self, z: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """mean + sigma * _sample(z), into ``out`` when given; returns (x, y), y None unless kept."""
+        y = self._sample(z)
+        m = self._mean.to(self._dtype).unsqueeze(0)
+        if out is None and not self._keeps_y:  # the update needs only z: build x in y's memory
+            return y.mul_(self._sigma).add_(m), None
+        x = out if out is not None else torch.empty(self._popsize, self._dim, device=self._device, dtype=self._dtype)
+        torch.add(m, y, alpha=self._sigma, out=x)  # contiguous even if y is a transposed view
+        return x, (y if self._keeps_y else None)
 
     def _standard_normal(self) -> torch.Tensor:
         """A (P, d) standard-normal draw into a buffer kept between generations.

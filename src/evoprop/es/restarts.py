@@ -121,10 +121,12 @@ class IPOP:
     def should_stop(self) -> bool:
         return self._restarts >= self._max_restarts and self._inner.should_stop(**self._stop_options)
 
-    def ask(self) -> torch.Tensor:
+    def ask(self, out: torch.Tensor | None = None) -> torch.Tensor:
         if self._inner.should_stop(**self._stop_options) and self._restarts < self._max_restarts:
             self._restart()
-        return self._inner.ask()
+        if out is not None and tuple(out.shape) != (self._inner.popsize, self._inner.dim):
+            out = None  # a restart grew the population: the caller's buffer no longer fits
+        return self._inner.ask(out)
 
     def tell(self, solutions: torch.Tensor, fitness: Any) -> None:
         self._inner.tell(solutions, fitness)

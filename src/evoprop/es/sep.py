@@ -61,6 +61,12 @@ class SepCMA(Strategy):
     def _sample(self, z: torch.Tensor) -> torch.Tensor:
         return z * self._std
 
+    def _candidates(self, z: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, None]:
+        # m + sigma * (z ⊙ D) in one pass over z, with no (P, d) temporary
+        x = out if out is not None else torch.empty_like(z)
+        m = self._mean.to(self._dtype).unsqueeze(0)
+        return torch.addcmul(m, z, self._std.unsqueeze(0), value=self._sigma, out=x), None
+
     def _whiten(self, y: torch.Tensor) -> torch.Tensor:
         return y / self._std
 

@@ -86,6 +86,7 @@ class LayerSearch:
         self.strategy = make_strategy(self.strategy_name, x0, self.sigma0, popsize, seed=seed, **strategy_options)
         self.write = write
         self.sync = sync_mean
+        self._population: torch.Tensor | None = None  # reused by every ask(): see Strategy.ask
 
     @property
     def model(self) -> nn.Module:
@@ -96,7 +97,7 @@ class LayerSearch:
         """One generation on this mini-batch; writes the result into the model and returns its figures."""
         if self.sync:
             self.sync_mean()
-        candidates = self.strategy.ask()
+        candidates = self.strategy.ask(out=self._population_buffer())
         losses = self.evaluator(candidates, inputs, targets, loss_fn)
         finite = torch.isfinite(losses)
         if not finite.any():
@@ -113,6 +114,14 @@ class LayerSearch:
             "median": float(ranked.median()),
             "sigma": float(self.strategy.sigma),
         }
+
+    def _population_buffer(self) -> torch.Tensor:
+        shape = (self.strategy.popsize, self.strategy.dim)
+        if self._population is None or tuple(self._population.shape) != shape:
+            self._population = None  # free the old one first
+            x0 = self.evaluator.params[0]
+            self._population = torch.empty(shape, dtype=x0.dtype, device=x0.device)
+        return self._population
 
     def sync_mean(self) -> None:
         """Move the strategy's mean to the model's current weights (e.g. after gradient steps)."""
