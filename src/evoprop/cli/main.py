@@ -12,9 +12,11 @@ import warnings
 import click
 
 import evoprop
+from evoprop.cli.dashboard import dashboard_command
 from evoprop.cli.report import report_command
 from evoprop.cli.reproduce import reproduce_command
 from evoprop.cli.train import train_command
+from evoprop.cli.tune import tune_command
 from evoprop.data import UnofficialDataWarning
 from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.optim import OPTIMIZERS
@@ -42,6 +44,8 @@ def optimizers_command() -> None:
 cli.add_command(train_command)
 cli.add_command(reproduce_command)
 cli.add_command(report_command)
+cli.add_command(tune_command)
+cli.add_command(dashboard_command)
 
 
 def main(argv: list[str] | None = None) -> int:
