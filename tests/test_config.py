@@ -36,7 +36,8 @@ def test_missing_file():
 
 @pytest.mark.parametrize("field, value", [("batch_size", -1), ("epochs", 0), ("depth", 1.5), ("width", True),
                                           ("val_fraction", 1.0), ("lr", -0.1), ("limit_train", 0),
-                                          ("dataset", "imagenet"), ("optimizer", "nosuch"), ("init", "zeros")])
+                                          ("dataset", "imagenet"), ("optimizer", "nosuch"), ("init", "zeros"),
+                                          ("es_precision", "float16")])
 def test_out_of_range_values_are_rejected(field, value):
     with pytest.raises(ConfigError, match=field.split("_")[0]):
         TrainConfig.from_dict({field: value}).validate()

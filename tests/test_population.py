@@ -120,3 +120,25 @@ def test_any_loss_function_is_vectorised_over_candidates(batch, path):
 
     expected = one_by_one(ev, cands, *batch, loss_fn=margin_loss)
     torch.testing.assert_close(ev(cands, *batch, loss_fn=margin_loss), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path, layer", [("fast", 0), ("fast", 2), ("general", 0)])
+def test_bfloat16_evaluation_ranks_candidates_as_float32_does(batch, path, layer):
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=4, width=64)
+    exact = PopulationEvaluator(model, layers=[layer], path=path)
+    low = PopulationEvaluator(model, layers=[layer], path=path, precision="bfloat16")
+    cands = population(exact, 40, scale=0.2)
+    a, b = exact(cands, *batch), low(cands, *batch)
+    assert b.dtype == torch.float32
+    torch.testing.assert_close(b, a, rtol=2e-2, atol=2e-2)  # bfloat16 inputs: ~3 significant digits
+    assert not torch.equal(a, b)  # the low-precision arithmetic was really used
+    ranks = torch.stack([a.argsort().argsort(), b.argsort().argsort()]).double()
+    assert torch.corrcoef(ranks)[0, 1] > 0.99
+    assert int(a.argmin()) == int(b.argmin())
+
+
+def test_an_unknown_precision_is_a_clear_error():
+    model = build_mlp((1, 28, 28), 10, depth=2, width=8)
+    with pytest.raises(ConfigError, match="unknown evaluation precision 'half'; valid: float32, bfloat16"):
+        PopulationEvaluator(model, layers=[0], precision="half")

@@ -19,6 +19,7 @@ from evoprop.errors import ConfigError
 
 METHODS = ("gradient", "hybrid", "es")
 ES_WRITE = ("best", "mean")
+ES_PRECISIONS = ("float32", "bfloat16")
 SPLITS = ("paper", "official")
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     sync_mean: bool = False  # hybrid: move the ES mean to the gradient-trained layer each generation
     es_write: str | None = None  # what the ES writes into the model: best (hybrid default) or mean (es default)
     max_memory: str | int | None = None  # budget for one population pass, e.g. "2G"; None: 1/4 of free memory
+    es_precision: str = "float32"  # float32 or bfloat16: the arithmetic of the candidates' forward pass
     strategy_options: dict[str, Any] = field(default_factory=dict)
     # run
     epochs: int = 10
@@ -113,6 +115,7 @@ class TrainConfig:
             _one_of("es_write", self.es_write, ES_WRITE)
         if self.max_memory is not None:
             parse_bytes(self.max_memory)
+        _one_of("es_precision", self.es_precision, ES_PRECISIONS)
         if not isinstance(self.strategy_options, dict):
             raise ConfigError("strategy_options must be a mapping of option name to value")
 

@@ -16,6 +16,15 @@ Two paths compute the same P losses:
 
 The population is processed in chunks sized to a memory budget, so P is bounded by
 time, not memory; a budget that cannot hold even one candidate is a clear error.
+
+``precision="bfloat16"`` runs the candidates' forward pass with bfloat16 inputs (products
+accumulate in float32, logits and losses are float32): on hardware with native bfloat16
+matrix units (recent x86 CPUs with AVX512-BF16/AMX, NVIDIA Ampere and later) about twice
+the float32 throughput. The losses only rank candidates, and the relative error it adds
+(~0.3 %) is far below the noise of a 256-example mini-batch; the default stays float32.
+On the fast path the searched layer itself stays float32 (it reads the candidates in
+place; converting P·d values would cost more than it saves) and the shared layers after
+it run in bfloat16.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # Share of the free memory a chunk may use when no budget is given: the rest is left to
 # the model, the data set on the device and the strategy's own state.
 DEFAULT_MEMORY_FRACTION = 0.25
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def available_memory(device: torch.device) -> int:
@@ -58,6 +68,7 @@ class PopulationEvaluator:
     list of the model's parameters. ``max_memory`` caps the bytes a chunk of candidates may
     use (default: a quarter of the free memory of the model's device). ``path`` forces
     ``"fast"`` or ``"general"``; ``"auto"`` takes the fast path whenever it applies.
+    ``precision`` is ``"float32"`` (exact) or ``"bfloat16"`` (see the module's notes).
     """
 
     def __init__(
@@ -68,7 +79,11 @@ class PopulationEvaluator:
         *,
         max_memory: int | None = None,
         path: str = "auto",
+        precision: str = "float32",
     ):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown evaluation precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+        self.precision = precision
         if (layers is None) == (params is None):
             raise ConfigError("give exactly one of layers (indices into model.layers) or params")
         self.model = model
@@ -195,14 +210,22 @@ class PopulationEvaluator:
         else:
             torch.bmm(xs, weights, out=out)
         h = out.view(P * B, out_f)  # rows are (candidate, example) pairs: the shared layers don't care
-        for i, shared in enumerate(model.layers[k + 1 :], start=1):
-            out = buffers[i % 2][: P * B * shared.out_features].view(P * B, shared.out_features)
+        low = h.dtype if self.precision == "float32" else PRECISIONS[self.precision]
+        slot = 0  # which ping-pong buffer the next layer writes: the one not holding h
+        if low != h.dtype and k + 1 < len(model.layers):
+            # the shared layers run in low precision: h is converted once, into buffer 1's memory
+            h = buffers[1].view(low)[: P * B * out_f].view(P * B, out_f).copy_(act(h))
+        else:
+            slot = 1
+        for shared in model.layers[k + 1 :]:
+            out = buffers[slot].view(low)[: P * B * shared.out_features].view(P * B, shared.out_features)
+            weight = shared.weight.to(low).T
             if shared.bias is not None:
-                torch.addmm(shared.bias, act(h), shared.weight.T, out=out)
+                torch.addmm(shared.bias.to(low), act(h), weight, out=out)
             else:
-                torch.mm(act(h), shared.weight.T, out=out)
-            h = out
-        logits = h.view(P, B, -1)
+                torch.mm(act(h), weight, out=out)
+            h, slot = out, 1 - slot
+        logits = h.view(P, B, -1).to(cand.dtype)
         if loss_fn is None:
             return _cross_entropy_per_candidate(logits, y)
         return vmap(loss_fn, in_dims=(0, None))(logits, y)
@@ -212,7 +235,9 @@ class PopulationEvaluator:
 
         def loss(flat: torch.Tensor) -> torch.Tensor:
             values = {n: v.view(s) for n, v, s in zip(self.names, flat.split(self.sizes), self.shapes)}
-            return loss_fn(functional_call(self.model, values, (x,)), y)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+                out = functional_call(self.model, values, (x,))
+            return loss_fn(out.to(flat.dtype), y)
 
         return vmap(loss)(cand)
 

@@ -83,6 +83,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         write=config.es_write or ("mean" if es_only else "best"),
         sync_mean=config.sync_mean,
         max_memory=parse_bytes(config.max_memory) if config.max_memory is not None else None,
+        precision=config.es_precision,
         **config.strategy_options,
     )
     # record what "auto"/defaults resolved to, so the saved config rebuilds this exact run

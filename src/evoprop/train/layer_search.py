@@ -58,7 +58,9 @@ class LayerSearch:
     each generation: ``"best"`` candidate or the strategy's ``"mean"``. With ``sync_mean`` each
     step first moves the strategy's mean to the model's current weights, so a search called
     between gradient steps explores around what the gradient optimizer made of the layer;
-    without it (the paper's Algorithm 2) the strategy follows its own path.
+    without it (the paper's Algorithm 2) the strategy follows its own path. ``precision``
+    ``"bfloat16"`` evaluates the candidates in bfloat16 (see :mod:`evoprop.population.evaluator`):
+    about twice as fast where the hardware has native bfloat16, with the same ranking to ~1e-4.
     """
 
     def __init__(
@@ -74,12 +76,13 @@ class LayerSearch:
         write: str = "best",
         sync_mean: bool = False,
         max_memory: int | None = None,
+        precision: str = "float32",
         **strategy_options: Any,
     ):
         if write not in WRITE_MODES:
             raise ConfigError(f"unknown write mode '{write}'; valid: {', '.join(WRITE_MODES)}")
         self.evaluator = PopulationEvaluator(model, None if params is not None else layers, params,
-                                             max_memory=max_memory)
+                                             max_memory=max_memory, precision=precision)
         x0 = self.evaluator.get_vector()
         self.strategy_name = choose_strategy(strategy, x0.numel(), x0.device)
         self.sigma0 = float(sigma0) if sigma0 is not None else default_sigma0(x0)
