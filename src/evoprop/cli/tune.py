@@ -1,0 +1,106 @@
+"""``evoprop tune``: an Optuna study over evoprop training settings, from a tune config file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from evoprop.cli.train import _with_options
+from evoprop.tune.settings import METRICS, PRUNERS, SAMPLERS, load_tune_config
+
+
+@click.command("tune")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), required=True,
+              help="Tune config file (YAML/JSON) with sections train, search_space and study; "
+                   "see examples/tune-mnist.yaml.")
+@click.option("--n-trials", type=int, metavar="N",
+              help="Finished (complete or pruned) trials the study should hold, over all its workers and earlier "
+                   "runs; run again with a larger N to add trials [default: study.n_trials, else 20].")
+@click.option("--storage", metavar="URL",
+              help="Where the study lives: sqlite:///FILE.db, any SQLAlchemy URL (postgresql://...), or a journal "
+                   "file path such as study.log [default: sqlite:///OUT/study.db].")
+@click.option("--study-name", metavar="NAME", help="Study name in the storage [default: study.name, else the config file's name].")
+@click.option("--n-jobs", type=int, metavar="N",
+              help="Worker processes this command starts on the study (more can join from other shells or "
+                   "machines with the same --storage) [default: 1].")
+@click.option("--out", "out", type=click.Path(file_okay=False),
+              help="Folder for the trials' run directories (OUT/trials/trial-NNNN), their figures and best.yaml "
+                   "[default: tune/NAME].")
+@click.option("--artifact-dir", type=click.Path(file_okay=False),
+              help="Folder of the figures uploaded for Optuna Dashboard [default: OUT/artifacts].")
+@click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler [default: study.sampler, else tpe].")
+@click.option("--sampler-seed", type=int, metavar="N",
+              help="Seed of the sampler; give each separately started worker its own [default: study.seed, else 0].")
+@click.option("--pruner", type=click.Choice(PRUNERS), help="Pruner fed with the per-epoch metric [default: median].")
+@click.option("--metric", type=click.Choice(METRICS),
+              help="Per-epoch metric a trial is scored on (never a test-split one) [default: val_f1].")
+@click.option("--human/--no-human", default=None,
+              help="Human-in-the-loop: a trial's value is a person's rating in Optuna Dashboard "
+                   "(evoprop dashboard STORAGE) [default: study.human, else off].")
+@click.option("--verbose", is_flag=True, help="Print every epoch of every trial, not one line per trial.")
+@_with_options
+def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifact_dir, sampler, sampler_seed,
+                 pruner, metric, human, verbose, **train_options) -> None:
+    """Search training settings with Optuna; every trial is an ordinary run directory.
+
+    The config file's train section holds the settings every trial shares, search_space what
+    Optuna chooses (float/int ranges, log scale, steps, categorical choices), study how
+    (metric, sampler, pruner, n_trials...). Training options given here (--epochs,
+    --limit-train, ...) override the train section. Ends with the best trial and OUT/best.yaml,
+    which `evoprop train --config` accepts. Watch it with `evoprop dashboard STORAGE`.
+
+    Examples:
+
+      evoprop tune --config examples/tune-mnist.yaml --n-trials 3 --storage sqlite:///s.db --epochs 1
+
+      evoprop tune --config examples/tune-mnist.yaml --n-trials 40 --n-jobs 2
+
+      evoprop tune --config examples/tune-mnist-human.yaml --storage sqlite:///rate.db
+    """
+    train = {k: v for k, v in train_options.items() if v is not None}
+    study = dict(n_trials=n_trials, storage=storage, name=study_name, n_jobs=n_jobs, out=out,
+                 artifact_dir=artifact_dir, sampler=sampler, seed=sampler_seed, pruner=pruner, metric=metric,
+                 human=human)
+    tune = load_tune_config(config_file, train, study)
+    echo = lambda line: click.echo(line, err=True)  # noqa: E731  progress on stderr, the result on stdout
+    echo(f"study '{tune.study.name}' in {tune.storage}: {len(tune.space)} searched setting(s), "
+         f"{tune.study.n_trials} trials, sampler {tune.study.sampler}, "
+         + ("objective: a person's rating" if tune.study.human else
+            f"objective: {tune.study.metric} ({tune.study.resolved_direction}), pruner {tune.study.pruner}"))
+    if tune.study.human:
+        from evoprop.tune.hitl import run_human_study
+
+        result = run_human_study(tune, echo)
+    else:
+        from evoprop.tune.study import run_study
+
+        result = run_study(tune, echo, verbose=verbose)
+    _print_result(tune, result)
+
+
+def _print_result(tune, result) -> None:
+    c = result.counts
+    click.echo(f"study '{tune.study.name}': {c['finished']} finished ({c['complete']} complete, {c['pruned']} pruned), "
+               f"{c['fail']} failed, {c['running']} running | {tune.storage}")
+    if result.best is None:
+        click.echo("no trial completed: no best configuration")
+        return
+    what = "rating" if tune.study.human else tune.study.metric
+    ranked = sorted(result.study.get_trials(deepcopy=False, states=(result.best.state,)),
+                    key=lambda t: t.value, reverse=tune.study.maximize)
+    for trial in ranked[:5]:
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        click.echo(f"  trial {trial.number:>4}  {what} {trial.value:.4f}  {params}")
+    honest = _val_selected_test_f1(result.best.user_attrs.get("run_dir"))
+    click.echo(f"best: trial {result.best.number}, {what} {result.best.value:.4f}"
+               + (f" | its test F1 at the validation-chosen epoch {honest:.4f} (reported, never used to choose)"
+                  if honest is not None else "")
+               + f" | config: {result.best_config_path} (evoprop train --config {result.best_config_path})")
+
+
+def _val_selected_test_f1(run_dir: str | None) -> float | None:
+    if not run_dir or not (Path(run_dir) / "summary.json").is_file():
+        return None
+    return json.loads((Path(run_dir) / "summary.json").read_text()).get("val_selected_test_f1")

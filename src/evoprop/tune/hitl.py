@@ -1,0 +1,114 @@
+"""Human-in-the-loop tuning: the value of a trial is a person's rating of its figures in Optuna Dashboard.
+
+Where no number says what is better (do the first-layer templates look like digits? is
+this learning curve "healthy"?), a person is the objective. The study registers a rating
+widget with optuna-dashboard (a slider or a choice, ``study.rating``); then, in a loop,
+
+1. it asks the sampler for a trial, trains it as an ordinary run and uploads its figures;
+2. the trial stays RUNNING, and the dashboard shows its figures with the widget;
+3. the person rates it (the dashboard tells Optuna the rating: the trial is COMPLETE),
+   and the sampler uses the rating when it proposes the next trial.
+
+``study.waiting`` trials are kept ready for rating at once, so the person never waits
+for training; the loop ends when ``n_trials`` trials are rated. A trial can also be
+rated from Python: ``study.tell(trial_number, value)``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from typing import Any, Callable
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import TrialState
+from optuna_dashboard import ObjectiveChoiceWidget, ObjectiveSliderWidget, register_objective_form_widgets
+
+from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
+from evoprop.tune.artifacts import artifact_store
+from evoprop.tune.objective import train_trial, trial_title
+from evoprop.tune.settings import TuneConfig
+from evoprop.tune.study import StudyResult, count_trials, finish, open_study
+
+SLIDER_DEFAULTS = {"min": 1, "max": 10, "step": 1, "labels": [[1, "useless"], [10, "excellent"]],
+                   "description": "How good is this trial, judged from its figures?"}
+_WIDGET_KEYS = {"slider": {"widget", "min", "max", "step", "labels", "description"},
+                "choice": {"widget", "choices", "values", "description"}}
+
+
+def rating_widget(spec: dict[str, Any]):
+    """The dashboard widget ``study.rating`` describes.
+
+    ``{widget: slider, min: 1, max: 10, step: 1, labels: [[1, bad], [10, great]]}`` (the default) or
+    ``{widget: choice, choices: [bad, fine, great], values: [0, 1, 2]}``; both take a ``description``.
+    """
+    kind = spec.get("widget", "slider")
+    if kind not in _WIDGET_KEYS:
+        raise ConfigError(f"unknown study.rating.widget '{kind}'; valid: {', '.join(_WIDGET_KEYS)}")
+    unknown = sorted(set(spec) - _WIDGET_KEYS[kind])
+    if unknown:
+        raise ConfigError(f"study.rating: unknown key(s) {', '.join(unknown)} for a {kind} widget")
+    try:
+        if kind == "slider":
+            s = {**SLIDER_DEFAULTS, **spec}
+            if "labels" not in spec and ("min" in spec or "max" in spec):
+                s["labels"] = None  # the default labels name the default ends only
+            return ObjectiveSliderWidget(
+                min=float(s["min"]), max=float(s["max"]), step=None if s["step"] is None else float(s["step"]),
+                labels=[(float(v), str(text)) for v, text in s["labels"]] if s["labels"] else None,
+                description=s["description"])
+        choices, values = spec.get("choices"), spec.get("values")
+        if not isinstance(choices, list) or not isinstance(values, list) or not choices or len(choices) != len(values):
+            raise ConfigError("study.rating: a choice widget needs lists of choices and values of the same length")
+        return ObjectiveChoiceWidget(choices=[str(c) for c in choices], values=[float(v) for v in values],
+                                     description=spec.get("description"))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"study.rating: {exc}") from None
+
+
+def run_human_study(tune: TuneConfig, echo: Callable[[str], None] | None = None, poll: float = 1.0,
+                    timeout: float | None = None) -> StudyResult:
+    """Propose trials and wait for their ratings until ``n_trials`` are rated (or ``timeout`` seconds pass)."""
+    echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    widget = rating_widget(dict(tune.study.rating))
+    # No heartbeats: a trial waiting for a person is RUNNING for as long as the person takes, not dead.
+    study = open_study(tune, heartbeat=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        register_objective_form_widgets(study, widgets=[widget])
+    store = artifact_store(tune.artifact_dir)
+    target, ready = tune.study.n_trials, tune.study.waiting
+    started, announced = time.monotonic(), None
+    while True:
+        counts = count_trials(study)
+        if counts["complete"] >= target:
+            break
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise EvopropError(f"{counts['complete']} of {target} trials rated after {timeout:g} s; "
+                               "run the same command again to go on")
+        if counts["running"] < ready and counts["complete"] + counts["running"] < target:
+            _propose(study, tune, store, echo)
+            continue
+        if announced != counts["complete"]:
+            announced = counts["complete"]
+            echo(f"{counts['complete']}/{target} rated; {counts['running']} trial(s) wait for a rating in the "
+                 f"dashboard: evoprop dashboard {tune.storage}")
+        time.sleep(poll)
+    return finish(tune, study)
+
+
+def _propose(study: optuna.Study, tune: TuneConfig, store, echo: Callable[[str], None]) -> None:
+    """Ask for a trial, train it, upload its figures, and leave it RUNNING for the person to rate."""
+    trial = study.ask()
+    try:
+        train_trial(trial, tune, store)
+    except TrainingDiverged:
+        study.tell(trial, state=TrialState.FAIL)
+        echo(f"{trial_title(trial)} diverged; not shown for rating")
+        return
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    echo(f"{trial_title(trial)} is ready for rating (trial {trial.number})")
