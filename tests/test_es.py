@@ -464,3 +464,19 @@ def test_ask_rejects_a_buffer_of_the_wrong_shape():
     es = make_strategy("sep", torch.zeros(12, dtype=torch.float64), 0.5, 6, seed=0)
     with pytest.raises(ConfigError, match=r"ask\(out=...\) needs a contiguous \(6, 12\)"):
         es.ask(out=torch.empty(5, 12, dtype=torch.float64))
+
+
+def test_large_cpu_draws_are_split_over_parallel_streams_reproducibly():
+    from evoprop.es.base import DRAW_STREAMS, PARALLEL_DRAW_MIN
+
+    dim, popsize = 100_000, PARALLEL_DRAW_MIN // 100_000 + 1
+    a = make_strategy("sep", torch.zeros(dim), 0.5, popsize, seed=5)
+    b = make_strategy("sep", torch.zeros(dim), 0.5, popsize, seed=5)
+    xa, xb = a.ask(), b.ask()
+    assert torch.equal(xa, xb)  # same seed, same population, whatever the thread count
+    z = a._z_buffer.view(-1)
+    assert abs(float(z.mean())) < 3e-3 and abs(float(z.std()) - 1) < 3e-3
+    blocks = z.chunk(DRAW_STREAMS)
+    assert not torch.equal(blocks[0][:1000], blocks[1][:1000])  # distinct streams, not one seed repeated
+    a.tell(xa, xa.square().sum(1))
+    assert not torch.equal(a.ask(), xb)  # and a new draw each generation
