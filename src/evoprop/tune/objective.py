@@ -10,6 +10,8 @@ the run stops there with status ``pruned`` and the trial is marked PRUNED.
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Callable
 
@@ -52,6 +54,7 @@ def train_trial(trial: optuna.Trial, tune: TuneConfig, store, echo: Callable[[st
     config = sample_config(trial, tune.space, tune.train)
     out = trial_dir(tune, trial.number)
     trial.set_user_attr("run_dir", str(out.resolve()))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     retried = frozen(trial).system_attrs.get("failed_trial")  # set by the retry callback on a dead worker's trial
     if retried is not None:
         trial.set_user_attr("retry_of", retried)

@@ -97,15 +97,29 @@ def open_storage(spec: str, *, heartbeat_interval: int | None = None, grace_peri
         kwargs = dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                       heartbeat_stale_trial_callback=retry)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            return RDBStorage(spec, **kwargs)
+        return _rdb_storage(spec, kwargs)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"cannot open storage {spec}: the database driver '{exc.name}' is not installed "
                           "(e.g. pip install psycopg2-binary for postgresql://)") from None
     except Exception as exc:  # sqlalchemy's errors for a bad URL, an unreachable server, a locked file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot open storage {spec}: {first}") from None
+
+
+def _rdb_storage(spec: str, kwargs: dict, attempts: int = 5) -> RDBStorage:
+    """RDBStorage(spec); retried when workers starting together race to create the same new database's tables."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return RDBStorage(spec, **kwargs)
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _make_parent(path: Path, spec: str) -> None:

@@ -228,7 +228,7 @@ def run_study(tune: TuneConfig, echo: Callable[[str], None] | None = None, verbo
     if tune.study.n_jobs == 1:
         run_worker(tune, 0, echo, verbose)
     else:
-        _run_processes(tune, verbose)
+        _run_processes(tune, echo, verbose)
     return finish(tune, study)
 
 
@@ -238,28 +238,37 @@ def _check_out(tune: TuneConfig, study: optuna.Study) -> None:
         raise ConfigError(f"{trials} holds the runs of another study; choose another --out or remove it")
 
 
-def _run_processes(tune: TuneConfig, verbose: bool) -> None:
+def _run_processes(tune: TuneConfig, echo: Callable[[str], None] | None, verbose: bool) -> None:
+    """Worker 0 runs here; workers 1..n_jobs-1 in new processes, each with its share of the CPU threads."""
+    import torch
+
     context = multiprocessing.get_context("spawn")  # fork would copy PyTorch's thread pools mid-use
-    workers = [context.Process(target=_worker_main, args=(tune, k, verbose), name=f"evoprop-tune-{k}")
-               for k in range(tune.study.n_jobs)]
-    for process in workers:
+    others = [context.Process(target=_worker_main, args=(tune, k, verbose), name=f"evoprop-tune-{k}")
+              for k in range(1, tune.study.n_jobs)]
+    for process in others:
         process.start()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_threads_per_worker(tune))
     try:
-        for process in workers:
+        echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+        run_worker(tune, 0, lambda line: echo(f"[worker 0] {line}"), verbose)
+    finally:
+        torch.set_num_threads(threads)
+        for process in others:  # on an error or Ctrl-C here too: the others finish or stop on their own
             process.join()
-    except KeyboardInterrupt:
-        for process in workers:
-            process.join(timeout=10)
-        raise
-    failed = [f"worker {k} (exit status {p.exitcode})" for k, p in enumerate(workers) if p.exitcode != 0]
+    failed = [f"worker {k} (exit status {p.exitcode})" for k, p in enumerate(others, 1) if p.exitcode != 0]
     if failed:
         raise EvopropError(f"{', '.join(failed)} stopped early; its trials are retried when the study runs again")
+
+
+def _threads_per_worker(tune: TuneConfig) -> int:
+    return max(1, (os.cpu_count() or 1) // tune.study.n_jobs)
 
 
 def _worker_main(tune: TuneConfig, worker: int, verbose: bool) -> None:
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // tune.study.n_jobs))
+    torch.set_num_threads(_threads_per_worker(tune))
     try:
         run_worker(tune, worker, lambda line: print(f"[worker {worker}] {line}", file=sys.stderr, flush=True),
                    verbose)

@@ -1,0 +1,137 @@
+"""evoprop dashboard serves a study with its figures; human-in-the-loop trials wait for a rating given in it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from optuna.trial import TrialState
+
+from evoprop.cli.main import main
+from evoprop.tune import load_tune_config
+from evoprop.tune.dashboard import dashboard_app
+from evoprop.tune.hitl import run_human_study
+from tune_helpers import one_torch_thread, subprocess_env, write_tune_config  # noqa: F401 (an autouse fixture)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def _post(url: str, body: dict) -> int:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
+def test_evoprop_dashboard_serves_the_study_page_and_the_trials_figures_on_loopback(tmp_path, data_dir, capsys):
+    config = write_tune_config(tmp_path / "seen.yaml", data_dir, train={"epochs": 1})
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert main(["tune", "--config", str(config), "--n-trials", "2", "--storage", storage,
+                 "--out", str(tmp_path / "out")]) == 0
+    server = subprocess.Popen([sys.executable, "-m", "evoprop", "dashboard", storage, "--port", "0"],
+                              env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline()  # "Optuna Dashboard for ...: http://localhost:PORT/dashboard (...)"
+        assert "http://localhost:" in first, server.stderr.read()
+        base = first.split("http://", 1)[1].split("/dashboard", 1)[0]
+        assert str(tmp_path / "out" / "artifacts") in first  # found through the study, no --artifact-dir needed
+        page = _get(f"http://{base}/dashboard/studies/1").decode()
+        assert "<title>Optuna Dashboard</title>" in page
+        study = json.loads(_get(f"http://{base}/api/studies/1"))
+        assert [t["state"] for t in study["trials"]] == ["Complete", "Complete"]
+        assert study["objective_names"] == ["val_f1"]
+        trial = study["trials"][0]
+        assert {a["filename"] for a in trial["artifacts"]} == {"learning_curve.png", "first_layer.png"}
+        figure = _get(f"http://{base}/artifacts/1/{trial['trial_id']}/{trial['artifacts'][0]['artifact_id']}")
+        assert figure.startswith(PNG)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_the_dashboard_refuses_a_storage_that_does_not_exist(tmp_path, capsys):
+    assert main(["dashboard", f"sqlite:///{tmp_path / 'typo.db'}"]) == 1
+    assert "no study storage at" in capsys.readouterr().err
+    assert not (tmp_path / "typo.db").exists()
+
+
+def _study_exists(storage: str) -> bool:
+    from evoprop.tune.storage import open_storage
+
+    path = storage.removeprefix("sqlite:///")
+    return Path(path).exists() and bool(open_storage(storage).get_all_studies())
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_human_in_the_loop_trials_wait_for_a_rating_posted_like_the_dashboard_form(tmp_path, data_dir):
+    config = write_tune_config(tmp_path / "rate.yaml", data_dir, train={"epochs": 1},
+                               study={"human": True, "n_trials": 2, "waiting": 1,
+                                      "rating": {"widget": "choice", "choices": ["bad", "good"], "values": [0, 1]}})
+    tune = load_tune_config(config, {}, {"storage": f"sqlite:///{tmp_path / 'study.db'}", "out": str(tmp_path / "o")})
+    outcome: dict = {}
+
+    def propose():
+        try:
+            outcome["result"] = run_human_study(tune, echo=lambda line: None, poll=0.1, timeout=60)
+        except Exception as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    study_loop = threading.Thread(target=propose)
+    study_loop.start()
+    while study_loop.is_alive() and not _study_exists(tune.storage):  # the loop creates the study first
+        time.sleep(0.05)
+    app, _ = dashboard_app(tune.storage, [tune.artifact_dir])
+    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    ratings = {}
+    try:
+        deadline = time.monotonic() + 60
+        while study_loop.is_alive() and time.monotonic() < deadline:
+            study = json.loads(_get(f"{base}/api/studies/1"))
+            assert study["form_widgets"]["widgets"][0]["choices"] == ["bad", "good"]
+            ready = [t for t in study["trials"]
+                     if t["state"] == "Running" and t["artifacts"] and t["number"] not in ratings]
+            if ready:  # the person looks at the figures and clicks "good" for the first trial, "bad" after
+                trial = ready[0]
+                ratings[trial["number"]] = 1.0 if not ratings else 0.0
+                assert _post(f"{base}/api/trials/{trial['trial_id']}/tell",
+                             {"state": "Complete", "values": [ratings[trial["number"]]]}) == 204
+            time.sleep(0.1)
+        study_loop.join(timeout=10)
+    finally:
+        server.shutdown()
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    trials = result.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert {t.number: t.value for t in trials} == ratings  # the ratings are the trials' values
+    assert result.best.number == min(ratings) and result.best_config_path.is_file()
+    assert all(t.user_attrs["status"] == "completed" for t in trials)
+
+
+def test_a_wrong_rating_widget_is_one_clear_error(tmp_path, data_dir):
+    from evoprop.errors import ConfigError
+    from evoprop.tune.hitl import rating_widget
+
+    with pytest.raises(ConfigError, match="as many|same length"):
+        rating_widget({"widget": "choice", "choices": ["a", "b"], "values": [1]})
+    with pytest.raises(ConfigError, match="unknown study.rating.widget 'stars'"):
+        rating_widget({"widget": "stars"})
+    assert rating_widget({}).max == 10.0  # the default: a slider from 1 to 10

@@ -1,0 +1,80 @@
+"""Many workers on one study: they share the trials without duplicates, and a killed worker's trial is retried."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from evoprop.tune import load_tune_config, run_study
+from evoprop.tune.storage import open_storage
+from tune_helpers import one_torch_thread, subprocess_env, write_tune_config  # noqa: F401 (an autouse fixture)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _tune(config, storage, out, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "evoprop", "tune", "--config", str(config), "--storage", storage,
+                             "--out", str(out), *extra], env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_workers_in_two_commands_share_one_journal_study_without_duplicates(tmp_path, data_dir):
+    config = write_tune_config(tmp_path / "shared.yaml", data_dir,
+                               study={"pruner": "none", "figures": False, "sampler": "random"})
+    storage, out = str(tmp_path / "study.log"), tmp_path / "out"
+    # one command with two workers (itself and a process it starts; sampler seeds 0 and 1) and a third worker
+    # started beside it (seed 7), all on one journal file
+    first = _tune(config, storage, out, "--n-trials", "8", "--n-jobs", "2")
+    second = _tune(config, storage, out, "--n-trials", "8", "--sampler-seed", "7")
+    for process in (first, second):
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    trials = optuna.load_study(study_name="shared", storage=open_storage(storage)).get_trials()
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == 8
+    assert all(t.state in FINISHED or t.user_attrs.get("status") == "surplus" for t in trials)  # nothing else left
+    run_dirs = [t.user_attrs["run_dir"] for t in finished]
+    assert len(set(run_dirs)) == 8 and all((out / "trials").joinpath(d).is_dir() for d in run_dirs)
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 8  # no two workers proposed the same trial
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_killed_workers_trial_is_marked_failed_and_retried_with_the_same_settings(tmp_path, data_dir, kind):
+    config = write_tune_config(
+        tmp_path / "kill.yaml", data_dir, train={"epochs": 15, "batch_size": 16, "limit_train": 300},
+        study={"pruner": "none", "figures": False, "heartbeat_interval": 1, "grace_period": 2})
+    storage = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "study.log")
+    out = tmp_path / "out"
+    worker = _tune(config, storage, out, "--n-trials", "2")
+    study = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill the worker in the middle of its first trial
+        if study is None and (tmp_path / ("s.db" if kind == "sqlite" else "study.log")).exists():
+            try:
+                study = optuna.load_study(study_name="kill", storage=open_storage(storage))
+            except KeyError:  # created but not yet named
+                pass
+        if study is not None and any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+            break
+        assert worker.poll() is None, worker.communicate()[1]
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    killed = study.get_trials()[0]
+    assert killed.state == TrialState.RUNNING  # nobody has noticed yet
+
+    tune = load_tune_config(config, {}, {"storage": storage, "out": str(out), "n_trials": 2})
+    result = run_study(tune, echo=lambda line: None)
+
+    trials = result.study.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params and retries[0].system_attrs["failed_trial"] == 0
+    assert result.counts["finished"] == 2 and result.counts["running"] == 0
