@@ -4,13 +4,16 @@ Setting (Table 3): 10 weight layers of 200 ReLU units, SGD lr 0.01, batch 64, hy
 population of 1,000 on layer 1 (d = 157,000; strategy auto -> separable CMA-ES) and ES
 mini-batch 256, one generation per epoch. Both trainers run ``--epochs`` epochs on the paper
 split (44,550 training images with the 10 % validation part); the median epoch is reported,
-with the hybrid's ES and gradient parts. The target: a hybrid epoch costs no more than
+with the hybrid's ES and gradient parts, for the hybrid with float32 evaluation (the default)
+and with ``es_precision="bfloat16"``. Then one generation is taken apart: the normal draw, the
+population built from it, the evaluation, the update (medians of 5). The target: a hybrid
+epoch costs no more than
 
-    SGD epoch + 1.3 x (one generation's FLOPs / this machine's measured matmul rate)
+    SGD epoch + 1.3 x (one generation's FLOPs / this machine's measured float32 matmul rate)
 
-The last line is
+The last line is (the default float32 hybrid; bf16_hybrid_s: the same with bfloat16 evaluation)
 
-    hybrid_epoch: sgd_s=<s> hybrid_s=<s> budget_s=<s> es_s=<s> generation_floor_s=<s>
+    hybrid_epoch: sgd_s=<s> hybrid_s=<s> budget_s=<s> es_s=<s> generation_floor_s=<s> bf16_hybrid_s=<s>
 
 Run: python benchmarks/hybrid_epoch.py [--epochs 3] [--device auto]
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import time
 from pathlib import Path
 
 from _machine import describe, matmul_gflops
@@ -55,19 +59,49 @@ def main() -> None:
 
     sgd = build_trainer(TrainConfig(**base).validate())
     sgd_s = median_epoch(sgd, args.epochs)
-    hybrid = build_trainer(TrainConfig(method="hybrid", popsize=args.popsize, **base).validate())
-    hybrid_s = median_epoch(hybrid, args.epochs)
-    es_s = statistics.median(h["es_seconds"] for h in hybrid.history)
-    grad_s = statistics.median(h["grad_seconds"] for h in hybrid.history)
     budget = sgd_s + 1.3 * floor
-    print(f"{'trainer':<8} {'s/epoch':>8} {'ES s':>6} {'grad s':>7} {'test F1 (last)':>15}")
-    print(f"{'sgd':<8} {sgd_s:>8.2f} {'':>6} {sgd_s:>7.2f} {sgd.history[-1]['test_f1']:>15.4f}")
-    print(f"{'hybrid':<8} {hybrid_s:>8.2f} {es_s:>6.2f} {grad_s:>7.2f} {hybrid.history[-1]['test_f1']:>15.4f}"
-          f"   (strategy {hybrid.search.strategy_name}, P={args.popsize})")
-    print(f"budget: SGD epoch + 1.3 x floor = {budget:.2f} s -> hybrid {'within' if hybrid_s <= budget else 'OVER'} budget")
+    print(f"{'trainer':<16} {'s/epoch':>8} {'ES s':>6} {'grad s':>7} {'test F1 (last)':>15}")
+    print(f"{'sgd':<16} {sgd_s:>8.2f} {'':>6} {sgd_s:>7.2f} {sgd.history[-1]['test_f1']:>15.4f}")
+    hybrids = {}
+    for precision in ("float32", "bfloat16"):
+        hybrid = build_trainer(TrainConfig(method="hybrid", popsize=args.popsize, es_precision=precision,
+                                           **base).validate())
+        hybrid_s = median_epoch(hybrid, args.epochs)
+        es_s = statistics.median(h["es_seconds"] for h in hybrid.history)
+        grad_s = statistics.median(h["grad_seconds"] for h in hybrid.history)
+        hybrids[precision] = (hybrid, hybrid_s, es_s)
+        print(f"{'hybrid ' + precision:<16} {hybrid_s:>8.2f} {es_s:>6.2f} {grad_s:>7.2f} "
+              f"{hybrid.history[-1]['test_f1']:>15.4f}   (strategy {hybrid.search.strategy_name}, P={args.popsize}) "
+              f"-> {'within' if hybrid_s <= budget else 'OVER'} budget")
+    print(f"budget: SGD epoch + 1.3 x floor = {budget:.2f} s")
+    for precision, (hybrid, _, _) in hybrids.items():
+        print(f"one generation, {precision}: " + "  ".join(f"{k} {v:.3f} s" for k, v in generation_parts(hybrid).items()))
+    _, hybrid_s, es_s = hybrids["float32"]
     print(f"hybrid_epoch: sgd_s={sgd_s:.2f} hybrid_s={hybrid_s:.2f} budget_s={budget:.2f} es_s={es_s:.2f} "
-          f"generation_floor_s={floor:.2f}")
+          f"generation_floor_s={floor:.2f} bf16_hybrid_s={hybrids['bfloat16'][1]:.2f}")
 
+
+def generation_parts(trainer, repeats: int = 5) -> dict[str, float]:
+    """Median seconds of each part of one generation (as LayerSearch.step runs them)."""
+    search, strategy = trainer.search, trainer.search.strategy
+    train = trainer.data.train
+    x, y = train.x[: trainer.es_batch_size], train.y[: trainer.es_batch_size]
+    parts: dict[str, list[float]] = {"draw": [], "population": [], "evaluate": [], "update": []}
+    buffer = search._population_buffer()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        strategy._standard_normal()  # the draw alone (ask() below draws again: that is the one used)
+        parts["draw"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        candidates = strategy.ask(out=buffer)
+        parts["population"].append(time.perf_counter() - start - parts["draw"][-1])
+        start = time.perf_counter()
+        losses = search.evaluator(candidates, x, y)
+        parts["evaluate"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        strategy.tell(candidates, losses)
+        parts["update"].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in parts.items()}
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,9 @@ For each: the median seconds of one generation's evaluation (all P candidates), 
 (2 * B * P * the multiply-adds of the searched layer and every layer after it), the achieved
 GFLOP/s and that as a fraction of this machine's matmul rate measured in the same run, and the
 speedup over evaluating the candidate networks one by one (a plain loop: write the candidate
-into the model, forward the mini-batch; timed on a subset and scaled to P). The last line is
+into the model, forward the mini-batch; timed on a subset and scaled to P). Each case is also
+timed with ``precision="bfloat16"`` (its "of matmul" is still against the float32 rate, and
+the bfloat16 matmul rate is printed beside it). The last line (float32) is
 
     population_eval: mnist10_P1000_gemm_efficiency=<fraction> speedup_vs_loop=<x>
 
@@ -57,9 +59,11 @@ def main() -> None:
     device = resolve_device(args.device)
 
     rate = matmul_gflops(device=device)
+    bf16_rate = matmul_gflops(device=device, dtype=torch.bfloat16)
     print(describe())
-    print(f"device {device}; measured matmul rate (4096^3 float32, median of 5): {rate:.1f} GFLOP/s")
-    print(f"{'case':<8} {'P':>5} {'d':>8} {'s/gen':>7} {'GFLOP':>7} {'GFLOP/s':>8} {'of matmul':>9} "
+    print(f"device {device}; measured matmul rate (4096^3, median of 5): float32 {rate:.1f} GFLOP/s, "
+          f"bfloat16 {bf16_rate:.1f} GFLOP/s")
+    print(f"{'case':<14} {'P':>5} {'d':>8} {'s/gen':>7} {'GFLOP':>7} {'GFLOP/s':>8} {'of matmul':>9} "
           f"{'loop s/gen':>10} {'speedup':>8}")
     results = {}
     for name in args.cases.split(","):
@@ -73,6 +77,9 @@ def main() -> None:
         gen = torch.Generator(device=device).manual_seed(0)
         candidates = evaluator.get_vector() + 0.01 * torch.randn(popsize, evaluator.dim, generator=gen, device=device)
         seconds = statistics.median(timed(lambda: evaluator(candidates, x, y), args.repeats, device))
+        low = PopulationEvaluator(model, layers=[0], precision="bfloat16")
+        low_seconds = statistics.median(timed(lambda: low(candidates, x, y), args.repeats, device))
+        low.release_buffers()
 
         def one_by_one():
             with torch.no_grad():
@@ -83,8 +90,9 @@ def main() -> None:
         loop = statistics.median(timed(one_by_one, max(1, args.repeats // 2), device)) * popsize / LOOP_SAMPLE
         gflop = flops(model, popsize, BATCH) / 1e9
         results[name] = (gflop / seconds / rate, loop / seconds)
-        print(f"{name:<8} {popsize:>5} {evaluator.dim:>8} {seconds:>7.3f} {gflop:>7.1f} {gflop / seconds:>8.1f} "
-              f"{gflop / seconds / rate:>8.0%} {loop:>10.2f} {loop / seconds:>7.1f}x")
+        for label, s in ((name, seconds), (name + " bf16", low_seconds)):
+            print(f"{label:<14} {popsize:>5} {evaluator.dim:>8} {s:>7.3f} {gflop:>7.1f} {gflop / s:>8.1f} "
+                  f"{gflop / s / rate:>8.0%} {loop:>10.2f} {loop / s:>7.1f}x")
     eff, speedup = results.get("mnist10", (float("nan"), float("nan")))
     print(f"population_eval: mnist10_P1000_gemm_efficiency={eff:.2f} speedup_vs_loop={speedup:.1f}")
 
