@@ -142,3 +142,14 @@ def test_an_unknown_precision_is_a_clear_error():
     model = build_mlp((1, 28, 28), 10, depth=2, width=8)
     with pytest.raises(ConfigError, match="unknown evaluation precision 'half'; valid: float32, bfloat16"):
         PopulationEvaluator(model, layers=[0], precision="half")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_a_narrow_searched_layer_packed_into_one_gemm_feeds_the_shared_layers_right(batch, precision):
+    # width 8 <= PACK_MAX_WIDTH: the searched layer's rows come out (example, candidate) ordered
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=3, width=8)
+    ev = PopulationEvaluator(model, layers=[0], precision=precision)
+    cands = population(ev, 7, scale=0.3)
+    tol = 1e-5 if precision == "float32" else 3e-2
+    torch.testing.assert_close(ev(cands, *batch), one_by_one(ev, cands, *batch), rtol=tol, atol=tol)

@@ -45,6 +45,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # the model, the data set on the device and the strategy's own state.
 DEFAULT_MEMORY_FRACTION = 0.25
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# Searched layers with at most this many outputs are evaluated as one wide GEMM (see _fast).
+PACK_MAX_WIDTH = 16
 
 
 def available_memory(device: torch.device) -> int:
@@ -114,6 +116,7 @@ class PopulationEvaluator:
         self.max_memory = max_memory
         self._activations_per_example: int | None = None
         self._activation_buffers: list[torch.Tensor] = []
+        self._packed_buffer: torch.Tensor | None = None
 
     # -- the searched parameters as one vector ------------------------------------------
     @property
@@ -180,7 +183,8 @@ class PopulationEvaluator:
             # tensors of the widest layer from there on (input and output of a shared layer)
             k = self.layers[0]
             widest = max(layer.out_features for layer in self.model.layers[k:])
-            return itemsize * (self.dim + 2 * batch * widest)
+            packed = self.model.layers[k].out_features <= PACK_MAX_WIDTH  # a copy of its weights too
+            return itemsize * ((2 if packed else 1) * self.dim + 2 * batch * widest)
         if self._activations_per_example is None:
             self._activations_per_example = self._count_activations(x[:1])
         # parameters (and vmap's working copy of them) plus every module output for the batch
@@ -200,16 +204,30 @@ class PopulationEvaluator:
         # Activations ping-pong between two buffers kept across calls: a fresh (P·B, width)
         # tensor per layer would be ~200 MB of newly mapped, page-faulted memory each time.
         buffers = self._buffers(P * B * max(l.out_features for l in model.layers[k:]), h.dtype)
-        # (P, out, in) weight views straight into the candidates (no copy); x is shared by all
-        # candidates through a stride-0 expand, and the bias is fused into the batched GEMM.
-        weights = cand[:, : out_f * in_f].unflatten(1, (out_f, in_f)).transpose(1, 2)
-        xs = h.expand(P, *h.shape)
-        out = buffers[0][: P * B * out_f].view(P, B, out_f)
-        if layer.bias is not None:
-            torch.baddbmm(cand[:, out_f * in_f :].unsqueeze(1), xs, weights, out=out)
+        weights = cand[:, : out_f * in_f].unflatten(1, (out_f, in_f))  # (P, out, in) views, no copy
+        bias = cand[:, out_f * in_f :] if layer.bias is not None else None
+        example_major = out_f <= PACK_MAX_WIDTH
+        if example_major:
+            # A narrow searched layer (softmax regression's 10 outputs) would make P thin GEMMs
+            # running at a fraction of the matmul rate: copied into one (P·out, in) matrix, the
+            # P products are ONE wide GEMM whose rows are examples. 2x at out = 10, a loss from ~32.
+            packed = self._packed(P * out_f * in_f, h.dtype).view(P, out_f, in_f).copy_(weights)
+            out = buffers[0][: P * B * out_f].view(B, P * out_f)
+            if bias is not None:
+                torch.addmm(bias.reshape(-1), h, packed.view(P * out_f, in_f).T, out=out)
+            else:
+                torch.mm(h, packed.view(P * out_f, in_f).T, out=out)
         else:
-            torch.bmm(xs, weights, out=out)
-        h = out.view(P * B, out_f)  # rows are (candidate, example) pairs: the shared layers don't care
+            # x is shared by all candidates through a stride-0 expand, and the bias is fused
+            # into the batched GEMM, which reads each candidate's weights in place.
+            xs = h.expand(P, *h.shape)
+            out = buffers[0][: P * B * out_f].view(P, B, out_f)
+            if bias is not None:
+                torch.baddbmm(bias.unsqueeze(1), xs, weights.transpose(1, 2), out=out)
+            else:
+                torch.bmm(xs, weights.transpose(1, 2), out=out)
+        # rows are (candidate, example) pairs — or (example, candidate): the shared layers don't care
+        h = out.view(P * B, out_f)
         low = h.dtype if self.precision == "float32" else PRECISIONS[self.precision]
         slot = 0  # which ping-pong buffer the next layer writes: the one not holding h
         if low != h.dtype and k + 1 < len(model.layers):
@@ -225,7 +243,7 @@ class PopulationEvaluator:
             else:
                 torch.mm(act(h), weight, out=out)
             h, slot = out, 1 - slot
-        logits = h.view(P, B, -1).to(cand.dtype)
+        logits = (h.view(B, P, -1).transpose(0, 1) if example_major else h.view(P, B, -1)).to(cand.dtype)
         if loss_fn is None:
             return _cross_entropy_per_candidate(logits, y)
         return vmap(loss_fn, in_dims=(0, None))(logits, y)
@@ -250,9 +268,18 @@ class PopulationEvaluator:
             bufs.extend(torch.empty(numel, dtype=dtype, device=self.device) for _ in range(2))
         return bufs
 
+    def _packed(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        """A flat buffer for the packed weights of a narrow searched layer, reused across calls."""
+        buf = self._packed_buffer
+        if buf is None or buf.numel() < numel or buf.dtype != dtype:
+            self._packed_buffer = None
+            buf = self._packed_buffer = torch.empty(numel, dtype=dtype, device=self.device)
+        return buf[:numel]
+
     def release_buffers(self) -> None:
-        """Free the activation buffers kept between calls (they are re-made on the next call)."""
+        """Free the buffers kept between calls (they are re-made on the next call)."""
         self._activation_buffers.clear()
+        self._packed_buffer = None
 
     def _check(self, candidates: torch.Tensor) -> None:
         if candidates.dim() != 2 or candidates.shape[1] != self.dim:
