@@ -37,15 +37,25 @@ class TrainConfig:
     limit_train: int | None = None
     limit_test: int | None = None
     # model
+    model: str = "mlp"  # mlp (depth, width, activation, init) or resnet18 (resnet_width)
     depth: int = 1
     width: int = 200
     activation: str = "relu"
     init: str = "glorot"
+    resnet_width: int = 64  # channels of the ResNet's first stage (64: ResNet-18)
     # gradient optimizer
     optimizer: str = "sgd"
     lr: float | None = None  # None: the optimizer's own default
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 64
+    # learning-rate / batch-size schedule (train/schedules.py); None: both stay as given, no δ logged
+    schedule: str | None = None  # constant, lr-decay, batch-growth, hybrid, step, cosine
+    stage_epochs: int | None = None  # None: epochs // 5
+    gamma: float | None = None  # factor per stage; None: 1/sqrt(2) (step: 0.1)
+    max_batch_size: int | None = None
+    min_lr: float = 0.0
+    milestones: list[int] | None = None  # step: epochs after which lr *= gamma; None: 1/2 and 3/4 of epochs
+    noise_sample: int = 1024  # examples on which C (gradient noise) is estimated per stage; 0: off
     # evolution strategy (methods hybrid and es)
     strategy: str = "auto"  # auto: the paper's CMA-ES if its full covariance fits in memory, else sep
     popsize: int | None = None  # None: the strategy's default (4 + 3 ln d)
@@ -83,6 +93,7 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         self._validate_es()
+        self._validate_model_and_schedule()
         if not isinstance(self.seed, int) or not isinstance(self.split_seed, int):
             raise ConfigError("seed and split_seed must be integers")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
@@ -118,6 +129,17 @@ class TrainConfig:
         _one_of("es_precision", self.es_precision, ES_PRECISIONS)
         if not isinstance(self.strategy_options, dict):
             raise ConfigError("strategy_options must be a mapping of option name to value")
+
+    def _validate_model_and_schedule(self) -> None:
+        from evoprop.models import MODELS
+        from evoprop.train.schedules import check_schedule_config
+
+        _one_of("model", self.model, MODELS)
+        _positive_int("resnet_width", self.resnet_width)
+        if self.model != "mlp" and self.method != "gradient":
+            raise ConfigError(f"method {self.method} searches MLP layers by index; model {self.model} trains with "
+                              "--method gradient only")
+        check_schedule_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,11 +10,25 @@ from evoprop.config import TrainConfig
 from evoprop.data import DATASETS
 from evoprop.es import STRATEGIES
 from evoprop.errors import ConfigError
-from evoprop.models import ACTIVATIONS
+from evoprop.models import ACTIVATIONS, MODELS
 from evoprop.optim import OPTIMIZERS, parse_option_value
 from evoprop.runs import run_training, summary_line
 
 _DEFAULTS = TrainConfig()
+
+
+class _EpochList(click.ParamType):
+    """'10,15' -> [10, 15] (the step schedule's milestones)."""
+
+    name = "N[,N...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            return [int(part) for part in str(value).split(",")]
+        except ValueError:
+            self.fail(f"expects epoch numbers such as 10 or 10,15, got '{value}'", param, ctx)
 
 # option flag -> (TrainConfig field, click type, help). Every option defaults to None so that
 # only what the user typed overrides the config file, which overrides TrainConfig's defaults.
@@ -37,6 +51,9 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
      "Standardise inputs per channel with the train split's mean and std (pixels are in [0, 1] either way)."),
     ("--limit-train", "limit_train", int, "Use only the first N training examples (quick experiments) [default: all]."),
     ("--limit-test", "limit_test", int, "Use only the first N test (and validation) examples [default: all]."),
+    ("--model", "model", str,
+     f"Model: {', '.join(MODELS)}. resnet18 (CIFAR-style stem, 1 or 3 input channels) trains with --method "
+     "gradient; --depth, --width, --activation and --init are the MLP's."),
     ("--depth", "depth", int, "Number of weight layers: 1 = softmax regression, 10 = nine hidden layers."),
     ("--width", "width", int, "Units in every hidden layer."),
     ("--activation", "activation", str, f"Hidden activation: {', '.join(ACTIVATIONS)}."),
@@ -46,6 +63,21 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--optimizer", "optimizer", str, f"Gradient optimizer: {', '.join(OPTIMIZERS)} (see 'evoprop optimizers')."),
     ("--lr", "lr", float, "Learning rate [default: the optimizer's own, e.g. sgd 0.01, adam 0.001]."),
     ("--batch-size", "batch_size", int, "Mini-batch size of the gradient optimizer."),
+    ("--resnet-width", "resnet_width", int, "Channels of the ResNet's first stage (64: ResNet-18; 16 trains on a CPU)."),
+    ("--schedule", "schedule", str,
+     "Learning-rate / batch-size schedule, with the gradient noise C and the smoothing degree delta = lr*C/sqrt(b) "
+     "logged per epoch: constant; lr-decay (lr *= gamma per stage); batch-growth (batch /= gamma^2); hybrid "
+     "(lr *= sqrt(gamma), batch /= gamma: delta *= gamma); step (lr *= gamma at the milestones); cosine "
+     "[default: none, nothing logged]."),
+    ("--stage-epochs", "stage_epochs", int, "Epochs per stage of the schedule [default: epochs // 5]."),
+    ("--gamma", "gamma", float,
+     "Factor per stage in (0, 1): delta (step: the lr) is multiplied by it [default: 1/sqrt(2), step 0.1]."),
+    ("--milestones", "milestones", _EpochList(),
+     "step schedule: epochs after which lr *= gamma, e.g. 10,15 [default: 1/2 and 3/4 of the epochs]."),
+    ("--max-batch-size", "max_batch_size", int, "Largest batch a batch-growth or hybrid schedule grows to [default: no cap]."),
+    ("--min-lr", "min_lr", float, "Smallest learning rate a schedule lowers to (cosine: its end)."),
+    ("--noise-sample", "noise_sample", int,
+     "Training examples on which the gradient noise C is estimated at each stage start; 0: off."),
     ("--strategy", "strategy", str,
      f"Evolution strategy (hybrid, es): auto, {', '.join(STRATEGIES)}. auto: the paper's CMA-ES when its full "
      "covariance fits in memory (d up to ~10k), else separable CMA-ES."),
@@ -118,6 +150,9 @@ def train_command(config_file, opt, es_layers, es_opt, out, resume, progress, **
       --batch-size 64 --popsize 1000 --epochs 3
 
       evoprop train --method es --dataset mnist --depth 1 --strategy sep --popsize 1000 --epochs 1
+
+      evoprop train --dataset mnist --depth 10 --lr 0.1 --batch-size 32 --schedule hybrid --stage-epochs 5
+      --epochs 25
     """
     given = {k: v for k, v in options.items() if v is not None}
     if es_layers is not None:

@@ -1,6 +1,9 @@
-"""Models: the MLP family of the paper, with layers addressable by index."""
+"""Models: the MLP family of the paper, with layers addressable by index, and a ResNet-18 (``MODELS``)."""
 
 from evoprop.models.init import INITS, init_weights
 from evoprop.models.mlp import ACTIVATIONS, MLP, build_mlp
+from evoprop.models.resnet import ResNet, build_resnet18
+from evoprop.models.zoo import MODELS, build_model
 
-__all__ = ["ACTIVATIONS", "INITS", "MLP", "build_mlp", "init_weights"]
+__all__ = ["ACTIVATIONS", "INITS", "MLP", "MODELS", "ResNet", "build_mlp", "build_model", "build_resnet18",
+           "init_weights"]

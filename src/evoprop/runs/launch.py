@@ -17,11 +17,12 @@ from evoprop.config import TrainConfig, parse_bytes
 from evoprop.data import load_dataset
 from evoprop.device import resolve_device
 from evoprop.errors import TrainingDiverged
-from evoprop.models import build_mlp
+from evoprop.models import build_model
 from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
 from evoprop.runs.rundir import RunDir
 from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
+from evoprop.train.schedules import TrainingSchedule, resolve_schedule_config, schedule_from_config
 
 CHECKPOINT_FORMAT = 1
 
@@ -42,6 +43,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     config.validate()
     if config.lr is None:
         config.lr = get_spec(config.optimizer).defaults.get("lr")
+    resolve_schedule_config(config)  # stage length, gamma, milestones: recorded so a resume keeps them
+    schedule_from_config(config)  # raises on a schedule the resolved lr cannot follow (min_lr >= lr)
     return config
 
 
@@ -65,12 +68,13 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         limit_test=config.limit_test,
     )
     torch.manual_seed(config.seed)
-    model = build_mlp(data.input_shape, data.num_classes, config.depth, config.width, config.activation, config.init)
+    model = build_model(config.model, data.input_shape, data.num_classes, depth=config.depth, width=config.width,
+                        activation=config.activation, init=config.init, resnet_width=config.resnet_width)
     model.to(device)
     common = dict(seed=config.seed, eval_batch_size=config.eval_batch_size, progress=progress)
     if config.method == "gradient":
         optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, **config.optimizer_options)
-        return Trainer(model, optimizer, data, batch_size=config.batch_size, **common)
+        return Trainer(model, optimizer, data, batch_size=config.batch_size, schedule=_schedule(config), **common)
 
     es_only = config.method == "es"
     search = LayerSearch(
@@ -92,9 +96,18 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
                          generations_per_epoch=config.generations_per_epoch, **common)
     optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, **config.optimizer_options)
-    return HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
-                         es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
-                         **common)
+    trainer = HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
+                            es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
+                            **common)
+    trainer.schedule = _schedule(config)
+    return trainer
+
+
+def _schedule(config: TrainConfig) -> TrainingSchedule | None:
+    schedule = schedule_from_config(config)
+    if schedule is None:
+        return None
+    return TrainingSchedule(schedule, noise_sample=config.noise_sample, seed=config.seed)
 
 
 def run_training(
@@ -172,6 +185,8 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "strategy": config.strategy if config.method != "gradient" else None,
         "popsize": config.popsize if config.method != "gradient" else None,
         "batch_size": config.batch_size,
+        "model": config.model,
+        "schedule": config.schedule,
         "depth": config.depth,
         "width": config.width,
         "seed": config.seed,
@@ -203,6 +218,8 @@ def machine_name(device: torch.device) -> str:
 def _epoch_line(r: dict, epochs: int) -> str:
     val = f"  val F1 {r['val_f1']:.4f}" if "val_f1" in r else ""
     es = f"  sigma {r['sigma']:.3g} (ES {r['es_seconds']:.1f} s)" if "sigma" in r else ""
+    if "stage" in r:  # a scheduled run: the epoch's lr, batch size and smoothing degree δ
+        es += f"  lr {r['lr']:.3g} b {r['batch_size']}" + (f" delta {r['delta']:.3g}" if "delta" in r else "")
     return (f"epoch {r['epoch']:>3}/{epochs}  train loss {r['train_loss']:.4f}  test loss {r['test_loss']:.4f}  "
             f"acc {r['test_accuracy']:.4f}  F1 {r['test_f1']:.4f}{val}{es}  {r['seconds']:.1f} s")
 

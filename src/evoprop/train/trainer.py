@@ -39,6 +39,7 @@ class Trainer:
         seed: int = 0,
         eval_batch_size: int = 8192,
         progress: bool = False,
+        schedule=None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -48,6 +49,8 @@ class Trainer:
         self.progress = progress
         self.generator = torch.Generator().manual_seed(seed)  # CPU: shuffling is reproducible on any device
         self.history: list[dict] = []
+        # a train.schedules.TrainingSchedule: sets lr and batch size before each epoch, logs δ (seed 003)
+        self.schedule = schedule
 
     @property
     def epoch(self) -> int:
@@ -83,6 +86,11 @@ class Trainer:
                     bar.update(step - bar.n)
         return {"train_loss": float(loss_sum) / seen}
 
+    def start_epoch(self, epoch: int) -> dict:
+        """Called before epoch ``epoch`` trains; the schedule (if any) sets lr and batch size here and
+        returns what it logs (lr, batch_size, stage, noise C, δ)."""
+        return self.schedule.start_epoch(self, epoch) if self.schedule is not None else {}
+
     def before_step(self, step: int, steps: int) -> None:
         """Called before gradient step ``step`` (1-based) of ``steps`` in the epoch; the hybrid
         trainer runs its evolution-strategy generations here."""
@@ -101,7 +109,7 @@ class Trainer:
         """Train until ``epochs`` epochs are complete (continuing after a resume); returns the summary."""
         for epoch in range(self.epoch + 1, epochs + 1):
             start = time.perf_counter()
-            record = {"epoch": epoch, **self.train_epoch(epoch, epochs)}
+            record = {"epoch": epoch, **self.start_epoch(epoch), **self.train_epoch(epoch, epochs)}
             record["train_seconds"] = time.perf_counter() - start
             record.update(self.evaluate())
             record["seconds"] = time.perf_counter() - start
@@ -114,6 +122,10 @@ class Trainer:
         out = summarize(self.history)
         out["seconds"] = sum(h["seconds"] for h in self.history)
         out["seconds_per_epoch"] = out["seconds"] / len(self.history) if self.history else None
+        if self.schedule is not None:
+            from evoprop.train.schedules import stage_records
+
+            out["stages"] = stage_records(self.history)
         return out
 
     def state_dict(self) -> dict:

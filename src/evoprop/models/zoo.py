@@ -1,0 +1,26 @@
+"""The model zoo: a model by name, built for a data set's input shape and number of classes."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from evoprop.errors import ConfigError
+from evoprop.models.mlp import build_mlp
+from evoprop.models.resnet import build_resnet18
+
+#: name -> one-line description. The evolution strategies search an MLP's layers by index, so
+#: methods hybrid and es need the MLP; the ResNet is trained by gradient alone.
+MODELS = {
+    "mlp": "the paper's MLP: depth weight layers, width units per hidden layer (--depth, --width)",
+    "resnet18": "ResNet-18 with a CIFAR-style stem, resnet_width channels in its first stage (--resnet-width)",
+}
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, depth: int = 1, width: int = 200,
+                activation: str = "relu", init: str = "glorot", resnet_width: int = 64) -> nn.Module:
+    """Model ``name`` for inputs of ``input_shape``; seed torch before calling for a reproducible init."""
+    if name == "mlp":
+        return build_mlp(input_shape, num_classes, depth, width, activation, init)
+    if name == "resnet18":
+        return build_resnet18(input_shape, num_classes, resnet_width)
+    raise ConfigError(f"unknown model '{name}'; valid: {', '.join(MODELS)}")
