@@ -13,6 +13,7 @@ import click
 
 import evoprop
 from evoprop.cli.dashboard import dashboard_command
+from evoprop.cli.graduated import graduated_command
 from evoprop.cli.report import report_command
 from evoprop.cli.reproduce import reproduce_command
 from evoprop.cli.train import train_command
@@ -44,6 +45,7 @@ def optimizers_command() -> None:
 cli.add_command(train_command)
 cli.add_command(reproduce_command)
 cli.add_command(report_command)
+cli.add_command(graduated_command)
 cli.add_command(tune_command)
 cli.add_command(dashboard_command)
 

@@ -68,6 +68,11 @@ def write_report(
     write_csv(rows, files["table_csv"])
     f1_figure(groups, files["f1_figure"], f"{title}: test macro-F1 per epoch", note)
     loss_figure(groups, files["loss_figure"], f"{title}: loss per epoch", note)
+    if _scheduled(records):  # runs with a schedule (seed 003): δ, lr and batch size per epoch too
+        from evoprop.report.schedule_figures import schedule_figure
+
+        files["schedule_figure"] = schedule_figure([(g.label, g.records[0].history) for g in groups],
+                                                   out / "schedule.png", f"{title}: schedules", note)
     files["report"].write_text(_document(title, rows, groups, records, table, epochs, command, notes or []))
     return {"title": title, "rows": rows, "groups": groups, "files": files}
 
@@ -94,6 +99,10 @@ def _data_note(rows: list[TableRow]) -> str | None:
     return "Data: " + "; ".join(notes) if notes else None
 
 
+def _scheduled(records: list[RunRecord]) -> bool:
+    return any("delta" in h for r in records for h in r.history)
+
+
 def _document(title, rows, groups, records, table, epochs, command, extra_notes) -> str:
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [f"# {title}", ""]
@@ -115,6 +124,10 @@ def _document(title, rows, groups, records, table, epochs, command, extra_notes)
               "Test loss and training loss per epoch (log scale). For gradient and hybrid rows the training loss "
               "is the mean mini-batch loss over the epoch; for ES-only rows it is the best candidate's loss on "
               "the generation's mini-batch.", ""]
+    if _scheduled(records):
+        lines += ["![Schedules per epoch](schedule.png)", "",
+                  "Runs with a schedule: test macro-F1, smoothing degree δ = η·C/√b (C: the gradient noise measured "
+                  "at each stage start), learning rate and batch size per epoch (the first seed of each row).", ""]
     lines += ["## Settings", "", _settings_table(groups), ""]
     if table is not None:
         from evoprop.experiments.paper_tables import __doc__ as reading
