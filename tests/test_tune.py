@@ -15,7 +15,10 @@ from evoprop.errors import ConfigError
 from evoprop.tune import load_tune_config
 from evoprop.tune.space import parse_space, sample_config
 from evoprop.tune.storage import open_storage
-from tune_helpers import one_torch_thread, write_tune_config  # noqa: F401 (an autouse fixture)
+import tune_helpers
+from tune_helpers import write_tune_config
+
+one_torch_thread = tune_helpers.one_torch_thread  # autouse: every test here trains on one thread
 
 
 def _study(storage: str, name: str) -> optuna.Study:
@@ -135,7 +138,7 @@ def test_pruning_stops_hopeless_trials_and_their_runs_say_so(tmp_path, data_dir)
     for trial in pruned:
         summary = json.loads((tmp_path / "o" / "trials" / f"trial-{trial.number:04d}" / "summary.json").read_text())
         assert summary["status"] == "pruned" and summary["epochs"] < 3  # stopped early, its epochs kept
-        assert trial.user_attrs["status"] == "pruned" and max(trial.intermediate_values) == summary["epochs"]
+        assert trial.user_attrs["run_status"] == "pruned" and max(trial.intermediate_values) == summary["epochs"]
 
 
 @pytest.mark.parametrize("sampler, pruner, space, n_trials, expected", [

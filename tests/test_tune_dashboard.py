@@ -18,9 +18,12 @@ from evoprop.cli.main import main
 from evoprop.tune import load_tune_config
 from evoprop.tune.dashboard import dashboard_app
 from evoprop.tune.hitl import run_human_study
-from tune_helpers import one_torch_thread, subprocess_env, write_tune_config  # noqa: F401 (an autouse fixture)
+import tune_helpers
+from tune_helpers import subprocess_env, write_tune_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+one_torch_thread = tune_helpers.one_torch_thread  # autouse: every test here trains on one thread
 
 
 def _get(url: str) -> bytes:
@@ -123,7 +126,7 @@ def test_human_in_the_loop_trials_wait_for_a_rating_posted_like_the_dashboard_fo
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert {t.number: t.value for t in trials} == ratings  # the ratings are the trials' values
     assert result.best.number == min(ratings) and result.best_config_path.is_file()
-    assert all(t.user_attrs["status"] == "completed" for t in trials)
+    assert all(t.user_attrs["run_status"] == "completed" for t in trials)
 
 
 def test_a_wrong_rating_widget_is_one_clear_error(tmp_path, data_dir):

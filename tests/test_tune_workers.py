@@ -13,9 +13,12 @@ from optuna.trial import TrialState
 
 from evoprop.tune import load_tune_config, run_study
 from evoprop.tune.storage import open_storage
-from tune_helpers import one_torch_thread, subprocess_env, write_tune_config  # noqa: F401 (an autouse fixture)
+import tune_helpers
+from tune_helpers import subprocess_env, write_tune_config
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+one_torch_thread = tune_helpers.one_torch_thread  # autouse: every test here trains on one thread
 
 
 def _tune(config, storage, out, *extra) -> subprocess.Popen:
@@ -38,7 +41,7 @@ def test_workers_in_two_commands_share_one_journal_study_without_duplicates(tmp_
     trials = optuna.load_study(study_name="shared", storage=open_storage(storage)).get_trials()
     finished = [t for t in trials if t.state in FINISHED]
     assert len(finished) == 8
-    assert all(t.state in FINISHED or t.user_attrs.get("status") == "surplus" for t in trials)  # nothing else left
+    assert all(t.state in FINISHED or t.user_attrs.get("run_status") == "surplus" for t in trials)  # nothing else left
     run_dirs = [t.user_attrs["run_dir"] for t in finished]
     assert len(set(run_dirs)) == 8 and all((out / "trials").joinpath(d).is_dir() for d in run_dirs)
     assert len({tuple(sorted(t.params.items())) for t in finished}) == 8  # no two workers proposed the same trial

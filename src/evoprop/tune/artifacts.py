@@ -82,7 +82,9 @@ def weights_figure(model_state: dict, path: str | Path, title: str = "", max_uni
     for i, (ax, w) in enumerate(zip(axes, units)):
         image = w.reshape(shape)
         if shape[0] == 1:  # signed weights: white is 0, red positive, blue negative
-            bound = float(image.abs().max()) or 1.0
+            # the 99th percentile, not the maximum: a few large weights on rarely lit border pixels
+            # would otherwise wash the template out
+            bound = float(image.abs().flatten().quantile(0.99)) or 1.0
             ax.imshow(image[0].numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound)
         else:
             low, high = float(image.min()), float(image.max())

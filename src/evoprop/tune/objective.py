@@ -72,7 +72,7 @@ def train_trial(trial: optuna.Trial, tune: TuneConfig, store, echo: Callable[[st
 
 
 def _record(trial, summary: dict, run: RunDir, store, title: str, status: str) -> None:
-    trial.set_user_attr("status", status)
+    trial.set_user_attr("run_status", status)
     trial.set_user_attr("epochs", summary.get("epochs"))
     trial.set_user_attr("best_val_f1", summary.get("best_val_f1"))
     trial.set_user_attr("seconds", round(summary.get("seconds") or 0.0, 2))
@@ -122,5 +122,5 @@ class Objective:
                     other.state in (TrialState.RUNNING, TrialState.WAITING) and other.number < trial.number):
                 claimed += 1
         if claimed >= self.tune.study.n_trials:
-            trial.set_user_attr("status", "surplus")
+            trial.set_user_attr("run_status", "surplus")
             raise SurplusTrial(f"the study already has {self.tune.study.n_trials} trials finished or running")

@@ -194,7 +194,7 @@ def _trial_logger(tune: TuneConfig, echo: Callable[[str], None]):
     metric = tune.study.metric
 
     def log(study: optuna.Study, trial: FrozenTrial) -> None:
-        status = trial.user_attrs.get("status", trial.state.name.lower())
+        status = trial.user_attrs.get("run_status", trial.state.name.lower())
         where = f" | {trial.user_attrs['run_dir']}" if "run_dir" in trial.user_attrs else ""
         retry = f" (retry of trial {trial.user_attrs['retry_of']})" if "retry_of" in trial.user_attrs else ""
         if status == "surplus":
