@@ -88,6 +88,14 @@ def test_command_line_training_options_override_the_file_but_not_searched_settin
         load_tune_config(path, {"lr": 0.1})
 
 
+def test_storage_names_are_checked(tmp_path):
+    open_storage(f"sqlite:///{tmp_path / 'a.db'}")  # creates the database
+    with pytest.raises(ConfigError, match="is a SQLite database; name it as a URL: sqlite:///"):
+        open_storage(str(tmp_path / "a.db"))  # a path without :// is a journal file
+    with pytest.raises(ConfigError, match="cannot open storage bogus://x"):
+        open_storage("bogus://x")
+
+
 # a study end to end -----------------------------------------------------------------------
 
 def test_a_tiny_study_on_sqlite_runs_trials_as_run_dirs_and_its_best_config_reruns_to_the_same_score(
