@@ -7,5 +7,6 @@ from evoprop.optim.registry import (
     parse_option_value,
     register_optimizer,
 )
+from evoprop.optim.kfac import KFAC  # registers "natural"
 
-__all__ = ["OPTIMIZERS", "OptimizerSpec", "make_optimizer", "parse_option_value", "register_optimizer"]
+__all__ = ["KFAC", "OPTIMIZERS", "OptimizerSpec", "make_optimizer", "parse_option_value", "register_optimizer"]

@@ -27,21 +27,31 @@ class OptimizerSpec:
     factory: Callable[..., torch.optim.Optimizer]  # factory(params, **hyperparameters)
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    needs_model: bool = False  # factory(params, model=model, **hyperparameters): e.g. K-FAC hooks the layers
 
     def accepted_options(self) -> set[str]:
-        """Hyperparameter names the factory accepts (besides the parameters)."""
+        """Hyperparameter names the factory accepts (besides the parameters and the model)."""
         params = inspect.signature(self.factory).parameters
-        return {n for n, p in params.items() if n != "params" and p.kind is not p.VAR_POSITIONAL}
+        return {n for n, p in params.items() if n not in ("params", "model") and p.kind is not p.VAR_POSITIONAL}
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 
 
 def register_optimizer(
-    name: str, factory: Callable[..., torch.optim.Optimizer], defaults: dict[str, Any], description: str
+    name: str,
+    factory: Callable[..., torch.optim.Optimizer],
+    defaults: dict[str, Any],
+    description: str,
+    *,
+    needs_model: bool = False,
 ) -> OptimizerSpec:
-    """Make ``name`` available to every trainer and to the CLI's ``--optimizer``."""
-    spec = OptimizerSpec(name, factory, dict(defaults), description)
+    """Make ``name`` available to every trainer and to the CLI's ``--optimizer``.
+
+    ``needs_model``: the factory also takes ``model=`` (the module being trained), which
+    ``make_optimizer`` then requires.
+    """
+    spec = OptimizerSpec(name, factory, dict(defaults), description, needs_model)
     OPTIMIZERS[name] = spec
     return spec
 
@@ -66,17 +76,28 @@ def check_options(name: str, options: dict[str, Any]) -> OptimizerSpec:
 
 
 def make_optimizer(
-    name: str, params: Iterable[torch.nn.Parameter], lr: float | None = None, **options: Any
+    name: str,
+    params: Iterable[torch.nn.Parameter],
+    lr: float | None = None,
+    *,
+    model: torch.nn.Module | None = None,
+    **options: Any,
 ) -> torch.optim.Optimizer:
-    """Build optimizer ``name`` over ``params``: its defaults, then ``options``, then ``lr`` if given."""
+    """Build optimizer ``name`` over ``params``: its defaults, then ``options``, then ``lr`` if given.
+
+    ``model`` (the module ``params`` belong to) is passed on to optimizers that need it (the
+    natural gradient hooks its layers) and ignored by the others.
+    """
     spec = check_options(name, options)
+    if spec.needs_model and model is None:
+        raise ConfigError(f"optimizer '{name}' needs the model: make_optimizer('{name}', params, model=model)")
     hyper = {**spec.defaults, **options}
     if lr is not None:
         hyper["lr"] = lr
     if "lr" in hyper and not hyper["lr"] > 0:
         raise ConfigError(f"learning rate must be > 0, got {hyper['lr']}")
     try:
-        return spec.factory(params, **hyper)
+        return spec.factory(params, model=model, **hyper) if spec.needs_model else spec.factory(params, **hyper)
     except (ValueError, TypeError) as exc:  # torch.optim's own range checks
         raise ConfigError(f"optimizer '{name}': {exc}") from None
 

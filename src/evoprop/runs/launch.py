@@ -73,7 +73,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     model.to(device)
     common = dict(seed=config.seed, eval_batch_size=config.eval_batch_size, progress=progress)
     if config.method == "gradient":
-        optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, **config.optimizer_options)
+        optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, model=model, **config.optimizer_options)
         return Trainer(model, optimizer, data, batch_size=config.batch_size, schedule=_schedule(config), **common)
 
     es_only = config.method == "es"
@@ -95,7 +95,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     if es_only:
         return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
                          generations_per_epoch=config.generations_per_epoch, **common)
-    optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, **config.optimizer_options)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, model=model, **config.optimizer_options)
     trainer = HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
                             es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
                             **common)
