@@ -48,7 +48,8 @@ def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifa
     The config file's train section holds the settings every trial shares, search_space what
     Optuna chooses (float/int ranges, log scale, steps, categorical choices), study how
     (metric, sampler, pruner, n_trials...). Training options given here (--epochs,
-    --limit-train, ...) override the train section. Ends with the best trial and OUT/best.yaml,
+    --limit-train, ...) override the train section (their defaults below apply only where
+    neither sets them). Ends with the best trial and OUT/best.yaml,
     which `evoprop train --config` accepts. Watch it with `evoprop dashboard STORAGE`.
 
     Examples:

@@ -68,10 +68,13 @@ def learning_curve_figure(history: list[dict], path: str | Path, title: str = ""
 def weights_figure(model_state: dict, path: str | Path, title: str = "", max_units: int = 10) -> Path | None:
     """The first layer's incoming weights of up to ``max_units`` units, each drawn as an image of the input.
 
-    Returns None (and draws nothing) when the input is not a square grey or RGB image.
+    Returns None (and draws nothing) for a model that is not an MLP (e.g. a ResNet) or whose input is not a
+    square grey or RGB image.
     """
     from matplotlib.figure import Figure
 
+    if "layers.0.weight" not in model_state:
+        return None
     weight = model_state["layers.0.weight"].float()
     shape = _image_shape(weight.shape[1])
     if shape is None:

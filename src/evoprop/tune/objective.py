@@ -59,7 +59,7 @@ def train_trial(trial: optuna.Trial, tune: TuneConfig, store, echo: Callable[[st
     if retried is not None:
         trial.set_user_attr("retry_of", retried)
     title = trial_title(trial)
-    line = (lambda text: echo(f"{title.split(':')[0]}: {text}")) if echo else (lambda text: None)
+    line = (lambda text: echo(f"trial {trial.number}: {text}")) if echo else (lambda text: None)
     try:
         summary, run = run_training(config, out=out, echo=line, on_epoch=on_epoch)
     except (StopRun, TrainingDiverged) as exc:

@@ -167,6 +167,7 @@ def run_worker(tune: TuneConfig, worker: int = 0, echo: Callable[[str], None] | 
     store = artifact_store(tune.artifact_dir) if tune.study.figures else None
     objective = Objective(tune, store, echo=echo if verbose else None)
     target = _target_trials(tune)
+    told = False
     with _quiet_optuna():
         while True:
             with warnings.catch_warnings():
@@ -176,6 +177,11 @@ def run_worker(tune: TuneConfig, worker: int = 0, echo: Callable[[str], None] | 
             if counts["finished"] >= target:
                 return
             if counts["finished"] + counts["running"] >= target and counts["waiting"] == 0:
+                if not told:
+                    told = True
+                    echo(f"{counts['finished']} of {target} trials finished; waiting for the {counts['running']} "
+                         f"running in other workers (a dead worker's trial is retried after "
+                         f"{tune.study.grace_period} s without a heartbeat)")
                 time.sleep(POLL_SECONDS)  # the rest is running elsewhere; stay in case it dies and is retried
                 continue
             study.optimize(objective, n_trials=1, catch=(TrainingDiverged, SurplusTrial),
