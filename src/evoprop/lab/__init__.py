@@ -1,0 +1,15 @@
+"""The optimizer lab (seed 002): loss landscapes, random-search baselines, numerical gradients, gradient checks.
+
+* :mod:`~evoprop.lab.losses` — multiclass SVM and softmax losses on class scores;
+* :mod:`~evoprop.lab.linear` — the linear classifier W (C x (D + 1), the bias trick) with hand-derived gradients;
+* :mod:`~evoprop.lab.directions` — Gaussian and filter-normalised (Li et al. 2018) directions in weight space;
+* :mod:`~evoprop.lab.evaluate` — loss and accuracy of many parameter vectors at once (the population evaluator);
+* :mod:`~evoprop.lab.landscape` — the loss along a line and over a plane through the weights;
+* :mod:`~evoprop.lab.search` — random search, random local search and gradient descent;
+* :mod:`~evoprop.lab.gradcheck` — analytic versus numerical gradients;
+* :mod:`~evoprop.lab.stepsize` — the loss after one gradient step, for many step sizes;
+* :mod:`~evoprop.lab.problem` — a model and its data, from a saved run or fresh;
+* :mod:`~evoprop.lab.plots` — the figures.
+
+The command-line front ends are ``evoprop landscape``, ``search``, ``gradcheck`` and ``stepsize``.
+"""

@@ -1,0 +1,99 @@
+"""The seed's step-size experiment: the loss after one gradient step, for step sizes 1e-10 ... 1e-1.
+
+The gradient says which way is down, not how far to go: a tiny step barely changes the
+loss, a moderate one lowers it, and a large one overshoots and raises it. One gradient of
+the training loss is computed at the model's weights; the points theta - eta g for all
+step sizes eta form one population, evaluated at once.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parameters_to_vector
+
+from evoprop.errors import ConfigError
+from evoprop.lab.evaluate import VectorEvaluator
+from evoprop.lab.losses import Loss, get_loss, l2_penalty
+
+DEFAULT_STEP_SIZES = tuple(10.0**k for k in range(-10, 0))  # 1e-10, 1e-9, ..., 1e-1, as in the seed
+
+
+@dataclass
+class StepSizeSweep:
+    """The loss before the step and after one step of each size."""
+
+    loss_before: float
+    gradient_norm: float
+    step_sizes: np.ndarray
+    loss_after: np.ndarray
+    accuracy_after: np.ndarray
+
+    @property
+    def best_step(self) -> float:
+        return float(self.step_sizes[int(np.nanargmin(self.loss_after))])
+
+
+def full_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss, reg: float = 0.0,
+                  batch_size: int = 10_000) -> tuple[float, torch.Tensor]:
+    """(loss, gradient as one vector) of the mean loss over all of (x, y), accumulated over batches."""
+    params = list(model.parameters())
+    for p in params:
+        p.grad = None
+    n, total = len(y), 0.0
+    for start in range(0, n, batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        part = loss(model(xb), yb) * (len(yb) / n)
+        part.backward()
+        total += float(part.detach())
+    if reg:
+        penalty = l2_penalty(params, reg)
+        penalty.backward()
+        total += float(penalty.detach())
+    grad = parameters_to_vector([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]).detach()
+    for p in params:
+        p.grad = None
+    return total, grad
+
+
+def step_size_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str | Loss = "svm", reg: float = 0.0,
+                    step_sizes: Sequence[float] = DEFAULT_STEP_SIZES, batch_size: int = 10_000,
+                    max_memory: int | None = None) -> StepSizeSweep:
+    """The training loss at theta - eta * grad L(theta) for every eta in ``step_sizes``."""
+    if not step_sizes or any(not (s > 0 and np.isfinite(s)) for s in step_sizes):
+        raise ConfigError(f"step sizes must be positive numbers, got {list(step_sizes)}")
+    loss_fn = get_loss(loss) if isinstance(loss, str) else loss
+    was_training = model.training
+    model.eval()
+    try:
+        before, grad = full_gradient(model, x, y, loss_fn, reg, batch_size)
+    finally:
+        model.train(was_training)
+    evaluator = VectorEvaluator(model, x, y, loss_fn, reg, batch_size=batch_size, max_memory=max_memory)
+    steps = torch.tensor(list(step_sizes), dtype=torch.float64)
+    after, acc = evaluator.evaluate_combinations(evaluator.center(), -grad.unsqueeze(0), steps.unsqueeze(1))
+    return StepSizeSweep(before, float(grad.double().norm()), steps.numpy(), after.cpu().numpy(), acc.cpu().numpy())
+
+
+def save_csv(path: str | Path, sweep: StepSizeSweep) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step_size", "loss_after", "change", "accuracy_after"])
+        for s, after, acc in zip(sweep.step_sizes, sweep.loss_after, sweep.accuracy_after):
+            writer.writerow([f"{s:g}", f"{after:.8g}", f"{after - sweep.loss_before:+.6g}", f"{acc:.6g}"])
+    return Path(path)
+
+
+def table(sweep: StepSizeSweep) -> str:
+    """A Markdown table: step size, loss after one step, its change, and the accuracy there."""
+    lines = [f"loss before the step: {sweep.loss_before:.6g} (gradient norm {sweep.gradient_norm:.4g})", "",
+             "| step size | loss after one step | change | accuracy |", "|---:|---:|---:|---:|"]
+    for s, after, acc in zip(sweep.step_sizes, sweep.loss_after, sweep.accuracy_after):
+        lines.append(f"| {s:g} | {after:.6g} | {after - sweep.loss_before:+.4g} | {acc:.4f} |")
+    return "\n".join(lines)
