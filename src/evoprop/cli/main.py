@@ -13,9 +13,13 @@ import click
 
 import evoprop
 from evoprop.cli.dashboard import dashboard_command
+from evoprop.cli.gradcheck import gradcheck_command
 from evoprop.cli.graduated import graduated_command
+from evoprop.cli.landscape import landscape_command
 from evoprop.cli.report import report_command
 from evoprop.cli.reproduce import reproduce_command
+from evoprop.cli.search import search_command
+from evoprop.cli.stepsize import stepsize_command
 from evoprop.cli.train import train_command
 from evoprop.cli.tune import tune_command
 from evoprop.data import UnofficialDataWarning
@@ -48,6 +52,10 @@ cli.add_command(report_command)
 cli.add_command(graduated_command)
 cli.add_command(tune_command)
 cli.add_command(dashboard_command)
+cli.add_command(landscape_command)
+cli.add_command(search_command)
+cli.add_command(gradcheck_command)
+cli.add_command(stepsize_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,125 @@
+"""``evoprop landscape``: a model's loss along a random line and over a random plane through its weights."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive
+from evoprop.errors import ConfigError, EvopropError
+
+_DEFAULTS = fresh_defaults(dataset="mnist", depth=1, pixels="unit", split="paper", val_fraction=0.1)
+
+
+@click.command("landscape")
+@model_options(_DEFAULTS)
+@loss_options("softmax")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for landscape_1d.png, landscape_2d.png, landscape.npz, landscape_1d.csv, landscape_2d.csv "
+                   "and landscape.json.")
+@click.option("--on", "on_split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True,
+              help="Data split the loss is measured on.")
+@click.option("--examples", type=int, default=2000, show_default=True, metavar="N",
+              help="Measure on the first N examples of the split (0: all of it; time grows with N).")
+@click.option("--direction", type=click.Choice(["filter", "gaussian"]), default="filter", show_default=True,
+              help="filter: Gaussian rescaled filter by filter (each output neuron's row) to the weights' norms, "
+                   "Li et al. 2018; gaussian: plain N(0, 1) per weight (its natural range is far smaller: try "
+                   "--range 0.05).")
+@click.option("--bias", "bias_mode", type=click.Choice(["zero", "weights"]), default="zero", show_default=True,
+              help="filter directions on biases and normalisation-layer parameters: zero (they stay put; Li et al.'s "
+                   "default) or weights (the parameter itself).")
+@click.option("--range", "limit", type=float, default=1.0, show_default=True, metavar="R",
+              help="a and b run from -R to R.")
+@click.option("--points", type=int, default=51, show_default=True, metavar="N", help="Grid points on the line.")
+@click.option("--grid", type=int, default=21, show_default=True, metavar="N", help="Grid points per axis of the plane.")
+@click.option("--only", type=click.Choice(["both", "line", "plane"]), default="both", show_default=True,
+              help="Compute the line, the plane, or both.")
+@click.option("--direction-seed", type=int, default=0, show_default=True, metavar="N",
+              help="Seed of the random directions.")
+@click.option("--batch-size", type=int, default=1000, show_default=True, metavar="N",
+              help="Examples per evaluation pass (memory only: results do not change).")
+def landscape_command(out, on_split, examples, direction, bias_mode, limit, points, grid, only, direction_seed,
+                      batch_size, loss, reg, **options) -> None:
+    """Draw the loss along a random line L(W + a W1) and on a random plane L(W + a W1 + b W2).
+
+    W is a saved run's weights (--run) or a fresh model's. The grid is a population:
+    its points are evaluated in batches by the population evaluator. Writes OUT/landscape_1d.png
+    (loss and accuracy against a), OUT/landscape_2d.png (contours and colour map over (a, b)),
+    the raw grids as OUT/landscape.npz and CSV files, and OUT/landscape.json (settings and
+    headline numbers).
+
+    Examples:
+
+      evoprop landscape --run runs/mnist-d10 --out landscape/mnist-d10
+
+      evoprop landscape --dataset mnist --depth 1 --out landscape/fresh
+
+      evoprop landscape --run runs/mnist-d10 --on test --examples 0 --grid 41 --range 0.5 --out big
+    """
+    import numpy as np
+    import torch
+
+    from evoprop.lab import landscape as ls
+    from evoprop.lab.directions import random_direction
+    from evoprop.lab.evaluate import VectorEvaluator
+    from evoprop.lab.plots import line_figure, plane_figure
+
+    positive("--examples", examples, allow_zero=True)
+    positive("--range", limit)
+    positive("--batch-size", batch_size)
+    positive("--reg", reg, allow_zero=True)
+    for name, value in (("--points", points), ("--grid", grid)):
+        if value < 2:
+            raise ConfigError(f"{name} must be at least 2, got {value}")
+    problem = build_problem(options, _DEFAULTS)
+    x, y = problem.tensors(on_split, examples)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvopropError(f"cannot create {out}: {exc.strerror or exc}") from None
+
+    model = problem.model
+    params = list(model.parameters())
+    generator = torch.Generator().manual_seed(direction_seed)
+    d1 = random_direction(params, direction, bias_mode, generator)
+    d2 = random_direction(params, direction, bias_mode, generator)
+    grid_eval = VectorEvaluator(model, x, y, loss, reg, batch_size=batch_size)
+    center_loss, center_acc = (float(v[0]) for v in grid_eval.evaluate(grid_eval.center().unsqueeze(0)))
+    click.echo(f"{problem.description}\n{loss} loss at W on {len(y)} {on_split} examples: {center_loss:.4f} "
+               f"(accuracy {center_acc:.4f})")
+    meta = dict(model=problem.description, split=on_split, examples=len(y), loss=loss, reg=reg, direction=direction,
+                bias=bias_mode, range=limit, direction_seed=direction_seed, center_loss=center_loss,
+                center_accuracy=center_acc)
+    result = ls.Landscape(meta=meta)
+    files = []
+    title_end = f"{problem.label}\n{direction} directions, {loss} loss on {len(y)} {on_split} examples"
+    if only in ("both", "line"):
+        t0 = time.perf_counter()
+        result.line = ls.line(grid_eval, d1, ls.grid_axis(limit, points))
+        meta["line_seconds"] = round(time.perf_counter() - t0, 2)
+        files += [line_figure(result.line, out / "landscape_1d.png", title="L(W + a·W1)\n" + title_end),
+                  ls.save_line_csv(out / "landscape_1d.csv", result.line)]
+        i = int(np.nanargmin(result.line.loss))
+        click.echo(f"line:  {points} points, a in [-{limit:g}, {limit:g}]: lowest loss {result.line.loss[i]:.4f} at "
+                   f"a = {result.line.alphas[i]:+.3g}, highest {np.nanmax(result.line.loss):.4g} "
+                   f"({meta['line_seconds']:.1f} s)")
+    if only in ("both", "plane"):
+        t0 = time.perf_counter()
+        axis = ls.grid_axis(limit, grid)
+        result.plane = ls.plane(grid_eval, (d1, d2), axis, axis)
+        meta["plane_seconds"] = round(time.perf_counter() - t0, 2)
+        files += [plane_figure(result.plane, out / "landscape_2d.png", title="L(W + a·W1 + b·W2)\n" + title_end),
+                  ls.save_plane_csv(out / "landscape_2d.csv", result.plane)]
+        z = result.plane.loss
+        j, i = np.unravel_index(int(np.nanargmin(z)), z.shape)
+        click.echo(f"plane: {grid} x {grid} points: lowest loss {z[j, i]:.4f} at (a, b) = "
+                   f"({result.plane.alphas[i]:+.3g}, {result.plane.betas[j]:+.3g}), highest {np.nanmax(z):.4g} "
+                   f"({meta['plane_seconds']:.1f} s)")
+    files.append(ls.save_npz(out / "landscape.npz", result))
+    (out / "landscape.json").write_text(json.dumps(meta, indent=2) + "\n")
+    files.append(out / "landscape.json")
+    click.echo(", ".join(str(f) for f in files))
