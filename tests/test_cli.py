@@ -57,7 +57,7 @@ def test_help_explains_every_option(capsys):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["train", "--optimizer", "nosuch"], "valid: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam"),
+        (["train", "--optimizer", "nosuch"], "valid: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, natural"),
         (["train", "--batch-size", "-5"], "batch_size must be a positive integer"),
         (["train", "--depth", "ten"], "'ten' is not a valid integer"),
         (["train", "--dataset", "imagenet"], "unknown dataset"),
@@ -90,7 +90,7 @@ def test_the_installed_entry_point_exits_non_zero_with_one_line():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
-        "evoprop: error: unknown optimizer 'nosuch'; valid: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam"
+        "evoprop: error: unknown optimizer 'nosuch'; valid: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, natural"
     ]
 
 

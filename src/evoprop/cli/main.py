@@ -82,7 +82,7 @@ def _run(argv: list[str] | None) -> int:
         _fail(exc.format_message())
         return EXIT_USAGE
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _fail("interrupted; completed epochs are saved: continue with 'evoprop train --resume RUN_DIR'")
+        _fail(_after_interrupt(argv if argv is not None else sys.argv[1:]))
         return EXIT_INTERRUPTED
     except TrainingDiverged as exc:
         _fail(str(exc))
@@ -90,6 +90,14 @@ def _run(argv: list[str] | None) -> int:
     except EvopropError as exc:
         _fail(str(exc))
         return EXIT_ERROR
+
+
+def _after_interrupt(argv: list[str]) -> str:
+    """What an interrupted command kept, and how to go on."""
+    if argv[:1] == ["tune"]:
+        return ("interrupted; finished trials are saved and the interrupted one is marked failed: "
+                "run the same command again to continue the study")
+    return "interrupted; completed epochs are saved: continue with 'evoprop train --resume RUN_DIR'"
 
 
 def _fail(message: str) -> None:
