@@ -2,9 +2,12 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from evoprop.errors import ConfigError
 from evoprop.lab.gradcheck import autograd_gradients, check_gradients, relative_error
+from evoprop.lab.kinks import KinkRecorder, same_side
 from evoprop.lab.linear import linear_classifier, svm_loss_grad, weights_of
 from evoprop.lab.losses import get_loss
 from evoprop.models import build_mlp
@@ -91,6 +94,45 @@ def test_crossing_a_kink_is_detected_and_left_out(batch):
     smooth = check_gradients(deep_model("tanh"), x, y, coords=5, h=0.05, threshold=1.0)
     assert sum(t.kinks for t in relu.tensors) > 0
     assert sum(t.kinks for t in smooth.tensors) == 0
+
+
+def test_a_network_with_functional_relus_and_batch_norm(batch):
+    """evoprop's ResNet calls F.relu (no module to hook); its kinks are recorded all the same."""
+    from evoprop.models import build_resnet18
+
+    x, y = batch
+    torch.manual_seed(0)
+    model = build_resnet18((1, 28, 28), 10, width=4)
+    result = check_gradients(model, x[:2], y[:2], coords=2, h=1e-6)
+    assert result.passed, [(t.name, t.max_rel_centred) for t in result.tensors if not result.tensor_passed(t)]
+    assert sum(t.checked for t in result.tensors) > 60
+    big_h = check_gradients(model, x[:2], y[:2], coords=2, h=1e-2, threshold=1.0)
+    assert sum(t.kinks for t in big_h.tensors) > 0
+
+
+def test_kinks_are_recorded_however_the_operation_is_called():
+    x = torch.tensor([[-1.0, 0.5, 2.0, -0.1]])
+    with KinkRecorder() as rec:
+        nn.ReLU()(x)
+        F.relu(x)
+        x.clamp_min(0.2)
+        torch.clamp(x, -0.5, 1.0)
+        F.max_pool1d(x.unsqueeze(0), 2)
+        torch.tanh(x)  # smooth: nothing recorded
+    sides = [p.flatten().tolist() for p in rec.patterns]
+    assert sides[:3] == [[False, True, True, False]] * 2 + [[False, True, True, False]]
+    assert sides[3:5] == [[False, True, True, True], [False, False, True, False]]
+    assert sides[5] == [1, 2]  # max-pool winners
+    assert len(sides) == 6
+    assert same_side(rec.patterns, [p.clone() for p in rec.patterns])
+
+
+def test_the_svm_hinge_is_a_kink_too(batch):
+    x, y = batch
+    torch.manual_seed(0)
+    model = linear_classifier((1, 28, 28))
+    result = check_gradients(model, x, y, "svm", coords=20, h=0.05, threshold=1.0)
+    assert sum(t.kinks for t in result.tensors) > 0
 
 
 def test_every_coordinate_can_be_checked(batch):

@@ -73,7 +73,7 @@ def gradcheck_command(ctx, examples, coords, h, method, threshold, floor, dtype,
     click.echo(f"{'tensor':<{width}}  {'shape':>12}  {'checked':>7}  {'kinks':>5}  {'centred':>9}  {'forward':>9}  "
                f"{'|grad| max':>10}")
     for t in result.tensors:
-        verdict = "ok" if result.tensor_passed(t) else "FAIL"
+        verdict = "not checked (kinks)" if not t.checked else "ok" if result.tensor_passed(t) else "FAIL"
         shape = "x".join(str(s) for s in t.shape)
         click.echo(f"{t.name:<{width}}  {shape:>12}  {t.checked:>7}  {t.kinks:>5}  {t.max_rel_centred:>9.2e}  "
                    f"{t.max_rel_forward:>9.2e}  {t.max_abs_gradient:>10.3e}  {verdict}")
@@ -81,6 +81,9 @@ def gradcheck_command(ctx, examples, coords, h, method, threshold, floor, dtype,
     click.echo(f"{status}: largest {method} relative error {result.max_error:.2e} (threshold {threshold:g}) over "
                f"{sum(t.checked for t in result.tensors)} coordinates, {sum(t.kinks for t in result.tensors)} "
                "left out at kinks")
+    if result.unchecked:
+        click.echo(f"not checked: {', '.join(result.unchecked)}: every coordinate drawn crossed a kink between w - h "
+                   "and w + h; try fewer --examples or a smaller --h")
     if not result.passed:
         ctx.exit(EXIT_FAILED)
 

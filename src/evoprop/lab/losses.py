@@ -5,9 +5,8 @@ examples, one value per leading index: a (P, N, C) stack of P candidates' scores
 losses at once, with no ``vmap`` needed (``vmap`` works too, e.g. inside
 :class:`~evoprop.population.PopulationEvaluator`).
 
-Each :class:`Loss` also says where it has kinks (points where it is not differentiable):
-a numerical gradient taken across a kink is wrong even when the analytic one is right,
-so :mod:`evoprop.lab.gradcheck` reports such coordinates apart.
+The SVM's hinge is written with ``clamp_min``, so :mod:`evoprop.lab.gradcheck` sees its
+kinks (where a numerical gradient is wrong even when the analytic one is right).
 """
 
 from __future__ import annotations
@@ -47,18 +46,13 @@ def accuracy(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (scores.argmax(-1) == y).to(scores.dtype).mean(-1)
 
 
-def _svm_kinks(scores: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
-    return [scores - _correct(scores, y) + SVM_DELTA > 0]
-
-
 @dataclass(frozen=True)
 class Loss:
-    """A named loss on scores, with the pattern that flips when a kink of it is crossed."""
+    """A named loss on scores: (..., N, C) scores and (N,) labels -> (...) mean losses."""
 
     name: str
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     description: str
-    kinks: Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]] | None = None
 
     def __call__(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.fn(scores, y)
@@ -66,7 +60,7 @@ class Loss:
 
 LOSSES: dict[str, Loss] = {
     "softmax": Loss("softmax", softmax_loss, "softmax cross-entropy (the NLL evoprop trains with)"),
-    "svm": Loss("svm", svm_loss, f"multiclass SVM hinge loss, margin delta = {SVM_DELTA:g}", _svm_kinks),
+    "svm": Loss("svm", svm_loss, f"multiclass SVM hinge loss, margin delta = {SVM_DELTA:g}"),
 }
 
 

@@ -61,7 +61,7 @@ def plane_figure(plane: Plane, path: str | Path, title: str = "") -> Path:
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(figsize=(11.0, 4.6))
+    fig = _figure(figsize=(9.6, 4.4))
     contour_ax, map_ax = fig.subplots(1, 2)
     a, b, z = plane.alphas, plane.betas, plane.loss
     log = _wants_log(z)
