@@ -14,8 +14,6 @@ is the sum over examples that the ones would have produced.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -107,10 +105,3 @@ def softmax_loss_grad(
 
 ANALYTIC_GRADIENTS = {"svm": svm_loss_grad, "softmax": softmax_loss_grad}
 
-
-def random_weights(num_classes: int, features: int, scale: float, generator: torch.Generator | None = None,
-                   dtype=torch.float32, device="cpu") -> torch.Tensor:
-    """W ~ scale * N(0, 1), shape (C, D + 1): the seed's random classifier."""
-    if not (scale > 0 and math.isfinite(scale)):
-        raise ConfigError(f"scale must be a positive number, got {scale}")
-    return scale * torch.randn(num_classes, features + 1, generator=generator, dtype=dtype, device=device)
