@@ -43,9 +43,16 @@ Choices made here (each is an option):
   model's output distribution stays small; then heavy-ball momentum (torch.optim.SGD's form:
   buf ← m·buf + ν d) and w ← w − lr·buf.
 
+Defaults (tuned on MNIST 10 × 200, batch 64, 3 epochs; see BENCHMARKS.md): lr 5e-4, momentum
+0.9, λ 0.01, factors every 10 steps (the extra true-Fisher pass then costs a tenth of a step),
+inverses every 20. ``kl_clip=1e-3`` is a safety net that never triggered at that lr. A tight
+clip makes ``lr`` irrelevant: at lr 0.01, clips of 3e-5 to 3e-4 scaled every step (ν ≈ 0.08)
+and reached test F1 0.954–0.967 in 3 epochs, against 0.969 for lr 5e-4 unclipped.
+
 Parameters it cannot precondition — anything that is not the weight or bias of an
 ``nn.Linear`` in ``model`` (convolutions, norms, embeddings, free tensors) — get plain SGD
-with the group's lr and momentum, and are not part of the KL clipping.
+with the group's lr and momentum, and are not part of the KL clipping. An lr that suits the
+natural gradient is small for SGD: put such parameters in a param group of their own.
 """
 
 from __future__ import annotations
@@ -111,14 +118,14 @@ class KFAC(torch.optim.Optimizer):
         self,
         params: Iterable[torch.nn.Parameter] | Iterable[dict],
         model: nn.Module,
-        lr: float = 0.01,
+        lr: float = 5e-4,
         momentum: float = 0.9,
         damping: float = 0.01,
         damping_mode: str = "factored",
         stat_decay: float = 0.95,
-        factor_every: int = 1,
+        factor_every: int = 10,
         inverse_every: int = 20,
-        kl_clip: float | None = 0.001,
+        kl_clip: float | None = 1e-3,
         fisher: str = "true",
         seed: int = 0,
     ):
@@ -404,8 +411,8 @@ def _register() -> None:
     register_optimizer(
         "natural",
         KFAC,
-        {"lr": 0.01, "momentum": 0.9, "damping": 0.01, "stat_decay": 0.95, "factor_every": 1,
-         "inverse_every": 20, "kl_clip": 0.001, "fisher": "true", "damping_mode": "factored"},
+        {"lr": 5e-4, "momentum": 0.9, "damping": 0.01, "stat_decay": 0.95, "factor_every": 10,
+         "inverse_every": 20, "kl_clip": 1e-3, "fisher": "true", "damping_mode": "factored"},
         "natural gradient by K-FAC (Martens & Grosse 2015) on nn.Linear layers, plain SGD elsewhere",
         needs_model=True,
     )
