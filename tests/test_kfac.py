@@ -349,3 +349,16 @@ def test_the_hybrid_trainer_runs_with_natural(data_dir, tmp_path):
                       depth=2, width=16, optimizer="natural", lr=0.005, popsize=8, es_batch_size=64, epochs=1, device="cpu")
     summary, _ = run_training(cfg, out=tmp_path / "hybrid")
     assert summary["status"] == "completed" and summary["best_test_f1"] > 0.3
+
+
+def test_a_tiny_damping_on_rank_deficient_factors_still_steps(mnist_small):
+    # 8 images: A (785 × 785) has rank 9, and float32 rounding makes it slightly indefinite, more
+    # than λ = 1e-16 covers (its Cholesky fails at minor 130); the inverse falls back to clamped eigenvalues
+    x, y = mnist_small
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    opt = make_optimizer("natural", model.parameters(), model=model, damping=1e-16)
+    before = model[1].weight.detach().clone()
+    F.cross_entropy(model(x[:8]), y[:8]).backward()
+    opt.step()
+    assert torch.isfinite(model[1].weight).all() and not torch.equal(model[1].weight, before)

@@ -27,8 +27,9 @@ Choices made here (each is an option):
   value, so no arbitrary initial value lingers (``stat_decay=1`` averages all batches equally).
   They are refreshed every ``factor_every`` steps.
 * **Damping** (Tikhonov, λ = ``damping``) and **inverses**, refreshed every ``inverse_every``
-  steps and reused in between, in float64 (robust to the near-singular A of MNIST's
-  always-black border pixels):
+  steps and reused in between, in the parameters' dtype (where rounding leaves a factor too
+  indefinite for its Cholesky factorization — a tiny λ, and MNIST's always-black border pixels —
+  it is inverted through its eigenvalues clamped at zero, in float64):
 
   - ``damping_mode="factored"`` (default; Martens & Grosse 2015, §6.3): invert
     (A + π√λ I) ⊗ (G + √λ/π I) by two Cholesky inverses, where π² = (tr A / dim A) /
@@ -327,25 +328,23 @@ class KFAC(torch.optim.Optimizer):
             state = self.state[layer.weight]
             if "A" not in state:
                 continue
-            a, g = state["A"].double(), state["G"].double()
+            a, g = state["A"], state["G"]
             damping = self._group_of[layer.weight]["damping"]
             if not (torch.isfinite(a).all() and torch.isfinite(g).all()):
                 raise TrainingDiverged(
                     f"K-FAC: the curvature factors of layer '{layer.name}' are not finite; lower the learning rate"
                 )
-            dtype = state["A"].dtype
             if self.damping_mode == "exact":
                 # eigenvalues of a PSD matrix, clamped: rounding can make the smallest slightly negative
                 for key, m in (("A", a), ("G", g)):
                     values, vectors = torch.linalg.eigh(m)
-                    state[f"{key}_eigvals"] = values.clamp_(min=0).to(dtype)
-                    state[f"{key}_eigvecs"] = vectors.to(dtype)
+                    state[f"{key}_eigvals"], state[f"{key}_eigvecs"] = values.clamp_(min=0), vectors
                 continue
             mean_a, mean_g = float(a.trace()) / a.shape[0], float(g.trace()) / g.shape[0]
             pi = math.sqrt(mean_a / mean_g) if mean_a > 0 and mean_g > 0 else 1.0
             root = math.sqrt(damping)
-            state["A_inv"] = _spd_inverse(a, pi * root).to(dtype)
-            state["G_inv"] = _spd_inverse(g, root / pi).to(dtype)
+            state["A_inv"] = _spd_inverse(a, pi * root)
+            state["G_inv"] = _spd_inverse(g, root / pi)
 
     def _natural_directions(self) -> dict[_Layer, tuple[torch.Tensor, torch.Tensor | None]]:
         """G⁻¹ ∇W̄ A⁻¹ for every layer with a gradient and inverses, split back into (weight, bias)."""
@@ -394,10 +393,16 @@ class KFAC(torch.optim.Optimizer):
 
 
 def _spd_inverse(matrix: torch.Tensor, damping: float) -> torch.Tensor:
-    """(matrix + damping·I)⁻¹ for a symmetric positive semi-definite ``matrix``, by Cholesky."""
+    """(matrix + damping·I)⁻¹ for a symmetric positive semi-definite ``matrix``, by Cholesky in its own dtype."""
     eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
-    # cholesky_solve(I, L) is ~3x faster than cholesky_inverse(L) on the CPU (measured, 785 x 785)
-    return torch.cholesky_solve(eye, torch.linalg.cholesky(matrix + damping * eye))
+    factor, info = torch.linalg.cholesky_ex(matrix + damping * eye)
+    if info.item() == 0:
+        # cholesky_solve(I, L) is ~3x faster than cholesky_inverse(L) on the CPU (measured, 785 x 785)
+        return torch.cholesky_solve(eye, factor)
+    # rounding left the factor slightly indefinite and the damping is too small to cover it:
+    # invert through its eigenvalues, clamped at zero, in float64
+    values, vectors = torch.linalg.eigh(matrix.double())
+    return ((vectors / (values.clamp(min=0) + damping)) @ vectors.T).to(matrix.dtype)
 
 
 def _check(value: Any, name: str, ok: Callable[[float], bool], expected: str) -> None:
