@@ -311,6 +311,11 @@ def test_natural_is_registered_and_needs_the_model():
         make_optimizer("natural", model.parameters())
     # the others ignore the model
     assert isinstance(make_optimizer("adam", model.parameters(), model=model), torch.optim.Adam)
+    # the label sampler's seed follows torch's (a run's --seed) unless given
+    seeds = [(torch.manual_seed(s), make_optimizer("natural", model.parameters(), model=model).seed)[1]
+             for s in (1, 1, 2)]
+    assert seeds[0] == seeds[1] != seeds[2]
+    assert make_optimizer("natural", model.parameters(), model=model, seed=7).seed == 7
 
 
 @pytest.mark.parametrize("options, message", [

@@ -112,7 +112,8 @@ class KFAC(torch.optim.Optimizer):
         inverse_every: recompute the damped inverses every this many steps.
         kl_clip: bound on the step's predicted KL change (Ba et al. 2017); None disables clipping.
         fisher: ``"true"`` (labels sampled from the model) or ``"empirical"`` (the training labels).
-        seed: seed of the generator that samples the labels of the true Fisher.
+        seed: seed of the generator that samples the labels of the true Fisher; None (default):
+            drawn from torch's global generator, so ``torch.manual_seed`` (a run's ``--seed``) sets it.
     """
 
     def __init__(
@@ -128,7 +129,7 @@ class KFAC(torch.optim.Optimizer):
         inverse_every: int = 20,
         kl_clip: float | None = 1e-3,
         fisher: str = "true",
-        seed: int = 0,
+        seed: int | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -145,7 +146,9 @@ class KFAC(torch.optim.Optimizer):
             raise ValueError(f"damping_mode must be one of {', '.join(DAMPING_MODES)}, got {damping_mode!r}")
         if fisher not in FISHERS:
             raise ValueError(f"fisher must be one of {', '.join(FISHERS)}, got {fisher!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if seed is None:
+            seed = int(torch.randint(2**62, ()))
+        elif isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         super().__init__(params, dict(lr=lr, momentum=momentum, damping=damping))
         self.model = model
