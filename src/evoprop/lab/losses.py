@@ -73,3 +73,23 @@ def get_loss(name: str) -> Loss:
 def l2_penalty(params, reg: float) -> torch.Tensor:
     """reg * sum of squares of every parameter (CS231n's R(W) = sum W^2, biases included with the bias trick)."""
     return reg * sum((p * p).sum() for p in params)
+
+
+def backward_full_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss, reg: float = 0.0,
+                       batch_size: int = 10_000) -> float:
+    """The mean ``loss`` over all of (x, y) (plus the L2 term), its gradient accumulated into ``.grad``.
+
+    Batches of ``batch_size`` bound the memory only: each batch's part is weighted by its share
+    of the examples, so the gradient is the full-batch one.
+    """
+    n, total = len(y), 0.0
+    for start in range(0, n, batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        part = loss(model(xb), yb) * (len(yb) / n)
+        part.backward()
+        total += float(part.detach())
+    if reg:
+        penalty = l2_penalty(list(model.parameters()), reg)
+        penalty.backward()
+        total += float(penalty.detach())
+    return total

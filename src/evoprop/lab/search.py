@@ -32,7 +32,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.linear import linear_layer
-from evoprop.lab.losses import Loss, get_loss, l2_penalty
+from evoprop.lab.losses import Loss, backward_full_loss, get_loss
 
 PROPOSAL_BLOCK = 50  # proposals drawn (and, for linear models, scored) together
 
@@ -218,7 +218,6 @@ def gradient_descent(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: s
     loss_fn = get_loss(loss) if isinstance(loss, str) else loss
     params = [p for p in model.parameters()]
     optimizer = torch.optim.SGD(params, lr=lr)
-    n = len(y)
     t0 = time.perf_counter()
     losses = []
     was_training = model.training
@@ -226,16 +225,7 @@ def gradient_descent(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: s
     try:
         for step in range(steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for start in range(0, n, batch_size):
-                xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-                part = loss_fn(model(xb), yb) * (len(yb) / n)
-                part.backward()
-                total += float(part.detach())
-            if reg:
-                penalty = l2_penalty(params, reg)
-                penalty.backward()
-                total += float(penalty.detach())
+            total = backward_full_loss(model, x, y, loss_fn, reg, batch_size)
             if not math.isfinite(total):
                 raise ConfigError(f"gradient descent diverged at step {step} (loss {total}); lower --lr")
             losses.append(total)

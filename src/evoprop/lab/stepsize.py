@@ -20,7 +20,7 @@ from torch.nn.utils import parameters_to_vector
 
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
-from evoprop.lab.losses import Loss, get_loss, l2_penalty
+from evoprop.lab.losses import Loss, backward_full_loss, get_loss
 
 DEFAULT_STEP_SIZES = tuple(10.0**k for k in range(-10, 0))  # 1e-10, 1e-9, ..., 1e-1, as in the seed
 
@@ -46,16 +46,7 @@ def full_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss
     params = list(model.parameters())
     for p in params:
         p.grad = None
-    n, total = len(y), 0.0
-    for start in range(0, n, batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        part = loss(model(xb), yb) * (len(yb) / n)
-        part.backward()
-        total += float(part.detach())
-    if reg:
-        penalty = l2_penalty(params, reg)
-        penalty.backward()
-        total += float(penalty.detach())
+    total = backward_full_loss(model, x, y, loss, reg, batch_size)
     grad = parameters_to_vector([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]).detach()
     for p in params:
         p.grad = None
