@@ -249,6 +249,22 @@ def test_state_dict_resume_equals_an_uninterrupted_run(mnist_small):
         assert torch.equal(p, q), name
 
 
+def test_group_settings_changed_after_a_resume_take_effect(mnist_small):
+    # schedules set param_groups[i]["lr"]; load_state_dict() replaces those dicts
+    x, y = mnist_small
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    opt = make_optimizer("natural", model.parameters(), model=model, momentum=0.0)
+    run_steps(model, opt, x, y, 2)
+    resumed = make_optimizer("natural", model.parameters(), model=model, momentum=0.0)
+    opt.remove_hooks()
+    resumed.load_state_dict(opt.state_dict())
+    resumed.param_groups[0]["lr"] = 0.0
+    before = [p.detach().clone() for p in model.parameters()]
+    run_steps(model, resumed, x, y, 1, start=2)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
 def test_resume_through_the_run_directory_equals_an_uninterrupted_run(data_dir, tmp_path):
     # 1,350 training images = 22 steps an epoch: the epoch ends between inverse refreshes (every 20)
     cfg = dict(dataset="mnist", data_dir=str(data_dir), limit_train=1500, limit_test=300, depth=3, width=32,

@@ -14,8 +14,8 @@ Choices made here (each is an option):
 
 * **Fisher** — ``fisher="true"`` (default): g comes from labels *sampled from the model's
   own predictive distribution* softmax(logits), which is what makes E[g gᵀ] the Fisher. The
-  optimizer remembers the last training batch the model saw (a forward pre-hook) and, on a
-  factor-update step, runs one extra forward pass and one backward pass of
+  optimizer remembers the model's last input with gradients enabled — the training batch; a
+  forward pre-hook — and, on a factor-update step, runs one extra forward pass and one backward pass of
   Σ CE(logits, ŷ), ŷ ~ softmax(logits), inside ``step()``; the trainer's own gradients are
   untouched. ``fisher="empirical"`` uses the trainer's own backward pass (the true labels)
   instead: cheaper, but not the Fisher of the model (Kunstner et al. 2019), and it assumes
@@ -160,7 +160,6 @@ class KFAC(torch.optim.Optimizer):
         self.fisher = fisher
         self.seed = seed
         self._layers = self._find_layers(model)
-        self._group_of = {p: group for group in self.param_groups for p in group["params"]}
         self._last_input: tuple[tuple, dict] | None = None
         self._fisher_pass = False  # True while step() runs its own forward/backward
         self._generator: torch.Generator | None = None
@@ -194,15 +193,15 @@ class KFAC(torch.optim.Optimizer):
         self._hooks = []
 
     def _remember_input(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        # only training passes: evaluation (no_grad) and population passes must not replace the batch
-        if not self._fisher_pass and module.training and torch.is_grad_enabled():
+        # only passes that build a graph: evaluation and population passes (no_grad) keep the batch
+        if not self._fisher_pass and torch.is_grad_enabled():
             self._last_input = (args, kwargs)
 
     def _capturing(self, module: nn.Module) -> bool:
         if self._fisher_pass:
             return True
         # empirical Fisher: the trainer's own pass, when the coming step() updates the factors
-        return (self.fisher == "empirical" and module.training and torch.is_grad_enabled()
+        return (self.fisher == "empirical" and torch.is_grad_enabled()
                 and self._step_count_so_far() % self.factor_every == 0)
 
     def _capture_hook(self, layer: _Layer) -> Callable:
@@ -250,6 +249,8 @@ class KFAC(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # looked up at every step: load_state_dict() replaces the group dicts, and schedules edit them
+        self._group_of = {p: group for group in self.param_groups for p in group["params"]}
         state = self._global_state()
         step = self._step_count_so_far()
         if step % self.factor_every == 0:
@@ -265,10 +266,10 @@ class KFAC(torch.optim.Optimizer):
         done = set()
         for layer, (d_weight, d_bias) in directions.items():
             group = self._group_of[layer.weight]
-            self._apply(layer.weight, d_weight.mul_(scale), group)
+            self._apply(layer.weight, d_weight if scale == 1.0 else d_weight.mul_(scale), group)
             done.add(layer.weight)
             if layer.bias is not None:
-                self._apply(layer.bias, d_bias.mul_(scale), group)
+                self._apply(layer.bias, d_bias if scale == 1.0 else d_bias.mul_(scale), group)
                 done.add(layer.bias)
         for group in self.param_groups:  # the fallback: plain SGD
             for p in group["params"]:
@@ -296,7 +297,9 @@ class KFAC(torch.optim.Optimizer):
                 loss = F.cross_entropy(flat, sampled, reduction="sum")
                 # gradients w.r.t. the weights run the whole backward pass (so every output hook
                 # fires) without touching the .grad the trainer computed
-                torch.autograd.grad(loss, [layer.weight for layer in self._layers], allow_unused=True)
+                weights = [layer.weight for layer in self._layers if layer.weight.requires_grad]
+                if weights and loss.requires_grad:
+                    torch.autograd.grad(loss, weights, allow_unused=True)
         finally:
             self._fisher_pass = False
             self._last_input = None
