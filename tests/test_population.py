@@ -153,3 +153,25 @@ def test_a_narrow_searched_layer_packed_into_one_gemm_feeds_the_shared_layers_ri
     cands = population(ev, 7, scale=0.3)
     tol = 1e-5 if precision == "float32" else 3e-2
     torch.testing.assert_close(ev(cands, *batch), one_by_one(ev, cands, *batch), rtol=tol, atol=tol)
+
+
+def test_cpu_groups_small_enough_for_cache_give_the_same_losses(batch, monkeypatch):
+    import evoprop.population.evaluator as evaluator_module
+
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=4, width=32)
+    ev = PopulationEvaluator(model, layers=[0])
+    cands = population(ev, 23)
+    whole = ev(cands, *batch)
+    monkeypatch.setattr(evaluator_module, "CPU_TILE_ELEMENTS", 5 * 64 * 32)  # groups of 5 candidates
+    assert ev.group_size(batch[0]) == 5
+    torch.testing.assert_close(ev(cands, *batch), whole, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu"])
+def test_every_activation_fused_or_not_equals_the_plain_network(batch, activation):
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=4, width=32, activation=activation)
+    ev = PopulationEvaluator(model, layers=[0])
+    cands = population(ev, 7)
+    torch.testing.assert_close(ev(cands, *batch), one_by_one(ev, cands, *batch), rtol=1e-5, atol=1e-6)
