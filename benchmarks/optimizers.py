@@ -95,7 +95,7 @@ def main() -> None:
     print(f"MNIST 10 x 200 ReLU, Glorot, paper split (val 10 %), batch 64; target test macro-F1 {args.target}, "
           f"cap {args.max_epochs} epochs, {args.repeats} seed(s)")
     print(f"{'optimizer':<10} {'lr':>7} {'epochs to ' + str(args.early_target):>16} "
-          f"{'epochs to ' + str(args.target):>16} {'s to ' + str(args.target):>10} {'s/epoch':>8} "
+          f"{'epochs to ' + str(args.target) + (' (seeds)' if args.repeats > 1 else ''):>16} {'s to ' + str(args.target):>10} {'s/epoch':>8} "
           f"{'best F1':>8} {'load':>5}  options")
     results = {}
     for name in names:
@@ -109,6 +109,8 @@ def main() -> None:
         options = ", ".join(f"{k}={v}" for k, v in OPTIMIZERS[name].defaults.items() if k != "lr")
         early_text = f"{early:g}" if early is not None else f"not in {args.max_epochs}"
         reached = f"{epochs:g}" if epochs is not None else f"not in {args.max_epochs}"
+        if args.repeats > 1:  # the spread: an optimizer that plateaus near the target varies a lot
+            reached += " (" + ",".join(str(r["epochs"] or "-") for r in runs) + ")"
         spent = f"{seconds:.1f}" if seconds is not None else "-"
         print(f"{name:<10} {rates[name]:>7g} {early_text:>16} {reached:>16} {spent:>10} {per_epoch:>8.2f} {best:>8.4f} "
               f"{statistics.median(r['load'] for r in runs):>5.1f}  {options}", flush=True)
