@@ -162,6 +162,13 @@ def _parallel_normal(buf: torch.Tensor, generator: torch.Generator) -> torch.Ten
 # ---------------------------------------------------------------------------
 
 
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` are views of the same memory with the same layout (no values read:
+    comparing the values of a P = 1,000 population at d = 157,000 costs ~40 ms)."""
+    return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+            and a.dtype == b.dtype and a.device == b.device)
+
+
 def _as_vector(x0: Any) -> torch.Tensor:
     if isinstance(x0, torch.Tensor):
         x = x0.detach()
@@ -361,7 +368,7 @@ class Strategy(abc.ABC):
         f = f.to(device="cpu", dtype=torch.float64)
         z, y, x = self._pending["z"], self._pending["y"], self._pending["x"]
         solutions = solutions.detach()
-        if solutions is not x and not (solutions.device == x.device and torch.equal(solutions, x)):
+        if not _same_view(solutions, x) and not (solutions.device == x.device and torch.equal(solutions, x)):
             sol = solutions.to(device=self._device, dtype=self._sdtype)
             if not bool(torch.isfinite(sol).all()):
                 raise ConfigError("tell() got solutions containing NaN or infinite values")
