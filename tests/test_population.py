@@ -140,7 +140,7 @@ def test_bfloat16_evaluation_ranks_candidates_as_float32_does(batch, path, layer
 
 def test_an_unknown_precision_is_a_clear_error():
     model = build_mlp((1, 28, 28), 10, depth=2, width=8)
-    with pytest.raises(ConfigError, match="unknown evaluation precision 'half'; valid: float32, bfloat16"):
+    with pytest.raises(ConfigError, match="unknown evaluation precision 'half'; valid: auto, float32, bfloat16"):
         PopulationEvaluator(model, layers=[0], precision="half")
 
 
@@ -175,3 +175,12 @@ def test_every_activation_fused_or_not_equals_the_plain_network(batch, activatio
     ev = PopulationEvaluator(model, layers=[0])
     cands = population(ev, 7)
     torch.testing.assert_close(ev(cands, *batch), one_by_one(ev, cands, *batch), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bf16_units", [False, True])
+def test_auto_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_units(monkeypatch, bf16_units):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16_units)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    model = build_mlp((1, 28, 28), 10, depth=2, width=8)
+    assert PopulationEvaluator(model, layers=[0], precision="auto").precision == ("bfloat16" if bf16_units else "float32")
+    assert PopulationEvaluator(model, layers=[0]).precision == "float32"  # the evaluator alone stays exact

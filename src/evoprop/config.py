@@ -19,7 +19,7 @@ from evoprop.errors import ConfigError
 
 METHODS = ("gradient", "hybrid", "es")
 ES_WRITE = ("best", "mean")
-ES_PRECISIONS = ("float32", "bfloat16")
+ES_PRECISIONS = ("auto", "float32", "bfloat16")
 SPLITS = ("paper", "official")
 
 
@@ -66,7 +66,7 @@ class TrainConfig:
     sync_mean: bool = False  # hybrid: move the ES mean to the gradient-trained layer each generation
     es_write: str | None = None  # what the ES writes into the model: best (hybrid default) or mean (es default)
     max_memory: str | int | None = None  # budget for one population pass, e.g. "2G"; None: 1/4 of free memory
-    es_precision: str = "float32"  # float32 or bfloat16: the arithmetic of the candidates' forward pass
+    es_precision: str = "auto"  # the candidates' forward pass: auto (bfloat16 where native), float32, bfloat16
     strategy_options: dict[str, Any] = field(default_factory=dict)
     # run
     epochs: int = 10

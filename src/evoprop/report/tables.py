@@ -177,7 +177,7 @@ def method_label(summary: dict, config: dict) -> str:
 
 _GRADIENT_ONLY = ("optimizer", "lr", "optimizer_options", "batch_size")
 _ES_ONLY = ("strategy", "popsize", "es_batch_size", "es_layers", "generations_per_epoch", "sync_mean", "es_write",
-            "strategy_options")
+            "strategy_options", "es_precision")
 _HIDDEN_ONLY = ("width", "activation")
 
 

@@ -92,6 +92,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     )
     # record what "auto"/defaults resolved to, so the saved config rebuilds this exact run
     config.strategy, config.sigma0, config.popsize = search.strategy_name, search.sigma0, search.strategy.popsize
+    config.es_precision = search.evaluator.precision
     if es_only:
         return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
                          generations_per_epoch=config.generations_per_epoch, **common)
@@ -184,6 +185,7 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "lr": config.lr if config.method != "es" else None,
         "strategy": config.strategy if config.method != "gradient" else None,
         "popsize": config.popsize if config.method != "gradient" else None,
+        "es_precision": config.es_precision if config.method != "gradient" else None,
         "batch_size": config.batch_size,
         "model": config.model,
         "schedule": config.schedule,
@@ -225,10 +227,12 @@ def _epoch_line(r: dict, epochs: int) -> str:
 
 
 def method_label(s: dict) -> str:
-    """'gradient sgd lr 0.01', 'hybrid paper P=1000 + sgd lr 0.01', 'es sep P=1000'."""
+    """'gradient sgd lr 0.01', 'hybrid sep P=1000 bfloat16 + sgd lr 0.01', 'es sep P=1000'."""
     parts = [s["method"]]
     if s.get("strategy"):
         parts.append(f"{s['strategy']} P={s['popsize']}")
+        if s.get("es_precision") == "bfloat16":  # float32, exact, goes without saying
+            parts.append("bfloat16")
     if s.get("optimizer"):
         parts.append(("+ " if s.get("strategy") else "") + f"{s['optimizer']} lr {s['lr']:g}")
     return " ".join(parts)

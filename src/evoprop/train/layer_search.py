@@ -60,7 +60,9 @@ class LayerSearch:
     between gradient steps explores around what the gradient optimizer made of the layer;
     without it (the paper's Algorithm 2) the strategy follows its own path. ``precision``
     ``"bfloat16"`` evaluates the candidates in bfloat16 (see :mod:`evoprop.population.evaluator`):
-    about twice as fast where the hardware has native bfloat16, with the same ranking to ~1e-4.
+    about twice as fast where the hardware has native bfloat16, with the same ranking to ~1e-4;
+    ``"auto"`` (the default) takes it there and float32 elsewhere. The strategy and the weights
+    written into the model stay float32 either way.
     """
 
     def __init__(
@@ -76,7 +78,7 @@ class LayerSearch:
         write: str = "best",
         sync_mean: bool = False,
         max_memory: int | None = None,
-        precision: str = "float32",
+        precision: str = "auto",
         **strategy_options: Any,
     ):
         if write not in WRITE_MODES:

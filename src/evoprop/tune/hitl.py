@@ -73,12 +73,13 @@ def run_human_study(tune: TuneConfig, echo: Callable[[str], None] | None = None,
     """Propose trials and wait for their ratings until ``n_trials`` are rated (or ``timeout`` seconds pass)."""
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     widget = rating_widget(dict(tune.study.rating))
+    # The artifact folder exists before the study does, so a dashboard opened on the study at once finds it.
+    store = artifact_store(tune.artifact_dir)
     # No heartbeats: a trial waiting for a person is RUNNING for as long as the person takes, not dead.
     study = open_study(tune, heartbeat=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         register_objective_form_widgets(study, widgets=[widget])
-    store = artifact_store(tune.artifact_dir)
     target, ready = tune.study.n_trials, tune.study.waiting
     started, announced = time.monotonic(), None
     while True:
