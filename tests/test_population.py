@@ -184,3 +184,7 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_units(monkey
     model = build_mlp((1, 28, 28), 10, depth=2, width=8)
     assert PopulationEvaluator(model, layers=[0], precision="auto").precision == ("bfloat16" if bf16_units else "float32")
     assert PopulationEvaluator(model, layers=[0]).precision == "float32"  # the evaluator alone stays exact
+    # auto takes bfloat16 only for the fast path's shared layers: not for a searched last layer
+    # (the fast path keeps it float32), nor on the general path (slower there)
+    assert PopulationEvaluator(model, layers=[1], precision="auto").precision == "float32"
+    assert PopulationEvaluator(model, layers=[0], path="general", precision="auto").precision == "float32"

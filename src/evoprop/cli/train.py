@@ -94,8 +94,9 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--es-precision", "es_precision", str,
      "Arithmetic of the candidates' forward pass: auto, float32 or bfloat16. bfloat16 is about 1.5-2x faster on CPUs "
      "with AVX512-BF16/AMX and on NVIDIA Ampere or later, and ranks the candidates the same to ~1e-4 (the model, the "
-     "written weights and the ES state stay float32). auto: bfloat16 where the hardware has it, else float32; the "
-     "choice is recorded in config.yaml [default: auto]."),
+     "written weights and the ES state stay float32). auto: bfloat16 where the hardware has it and the searched "
+     "layer has layers after it (they are what runs in bfloat16), else float32; the choice is recorded in "
+     "config.yaml [default: auto]."),
     ("--max-memory", "max_memory", str,
      "Memory budget of one population pass, e.g. 2G; larger populations run in chunks [default: 1/4 of free memory]."),
     ("--epochs", "epochs", int, "Number of epochs (with --resume: the new total, to extend a run)."),

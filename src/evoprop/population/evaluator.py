@@ -26,8 +26,9 @@ accumulate in float32, logits and losses are float32): on hardware with native b
 matrix units (recent x86 CPUs with AVX512-BF16/AMX, NVIDIA Ampere and later) about twice
 the float32 throughput. The losses only rank candidates, and the error it adds (~1e-4 on a
 loss) is ~500x below the sampling noise of a 256-example mini-batch's loss (~0.05).
-``"auto"`` picks bfloat16 where the hardware has it natively, else float32; this class
-defaults to exact float32, the trainers (:class:`~evoprop.train.LayerSearch`) to ``"auto"``.
+``"auto"`` picks bfloat16 where it pays: on the fast path with layers after the searched one,
+on hardware with native bfloat16; float32 everywhere else. This class defaults to exact
+float32, the trainers (:class:`~evoprop.train.LayerSearch`) to ``"auto"``.
 On the fast path the searched layer itself stays float32 (it reads the candidates in
 place; converting P·d values would cost more than it saves) and the shared layers after
 it run in bfloat16.
@@ -131,7 +132,7 @@ class PopulationEvaluator:
         if missing or not self.params:
             raise ConfigError("params must be a non-empty list of the model's own parameters")
         self.names = [names[id(p)] for p in self.params]
-        self.precision = resolve_precision(precision, self.device)
+        resolved = resolve_precision(precision, self.device)
         self.shapes = [p.shape for p in self.params]
         self.sizes = [p.numel() for p in self.params]
         fast_ok = layers is not None and len(layers) == 1
@@ -140,6 +141,11 @@ class PopulationEvaluator:
         if path == "fast" and not fast_ok:
             raise ConfigError("the fast path needs exactly one searched layer of an evoprop MLP")
         self.path = "fast" if fast_ok and path != "general" else "general"
+        if precision == "auto" and not (self.path == "fast" and layers[0] < len(model.layers) - 1):
+            # bfloat16 pays off in the fast path's shared layers, the only place it runs there; the
+            # general path's vmap under autocast was 2x slower than float32 on CPU (P = 1,000)
+            resolved = "float32"
+        self.precision = resolved
         self.max_memory = max_memory
         self._activations_per_example: int | None = None
         self._output_buffer: torch.Tensor | None = None
@@ -204,9 +210,10 @@ class PopulationEvaluator:
     def group_size(self, x: torch.Tensor) -> int:
         """Candidates per pass on the CPU fast path: few enough that the pass's activations stay
         in cache from one layer to the next (a GPU wants the largest pass that fits instead)."""
-        if self.path != "fast" or self.device.type != "cpu":
-            return 1 << 62
-        widest = max(layer.out_features for layer in self.model.layers[self.layers[0]:])
+        k = self.layers[0] if self.path == "fast" else None
+        if k is None or self.device.type != "cpu" or k == len(self.model.layers) - 1:
+            return 1 << 62  # (a searched last layer has no activations to pass on: one wide GEMM is best)
+        widest = max(layer.out_features for layer in self.model.layers[k:])
         return max(1, CPU_TILE_ELEMENTS // (len(x) * widest))
 
     def bytes_per_candidate(self, x: torch.Tensor) -> int:

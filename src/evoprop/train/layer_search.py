@@ -61,7 +61,8 @@ class LayerSearch:
     without it (the paper's Algorithm 2) the strategy follows its own path. ``precision``
     ``"bfloat16"`` evaluates the candidates in bfloat16 (see :mod:`evoprop.population.evaluator`):
     about twice as fast where the hardware has native bfloat16, with the same ranking to ~1e-4;
-    ``"auto"`` (the default) takes it there and float32 elsewhere. The strategy and the weights
+    ``"auto"`` (the default) takes it there for an MLP layer with layers after it (the fast path's
+    shared layers are what runs in bfloat16), and float32 elsewhere. The strategy and the weights
     written into the model stay float32 either way.
     """
 
