@@ -31,7 +31,7 @@ from pathlib import Path
 from _machine import describe, matmul_gflops
 from evoprop.config import TrainConfig
 from evoprop.device import resolve_device
-from evoprop.population.evaluator import resolve_precision
+from evoprop.population.evaluator import native_bfloat16
 from evoprop.runs import build_trainer
 
 GENERATION_FLOP = 2 * 256 * 1000 * (784 * 200 + 8 * 200 * 200 + 200 * 10)
@@ -51,7 +51,7 @@ def main() -> None:
                 batch_size=64, epochs=args.epochs, device=str(device))
     flop = GENERATION_FLOP * args.popsize / 1000
     print(describe())
-    default = resolve_precision("auto", device)  # what `evoprop train --method hybrid` uses here
+    default = "bfloat16" if native_bfloat16(device) else "float32"  # what --es-precision auto picks here
     trainers = {"sgd": build_trainer(TrainConfig(**base).validate())}
     for precision in ("float32", "bfloat16"):
         trainers["hybrid " + precision] = build_trainer(TrainConfig(

@@ -70,15 +70,6 @@ def native_bfloat16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> bfloat16 on hardware with native bfloat16 matmuls, else float32; others unchanged."""
-    if precision == "auto":
-        return "bfloat16" if native_bfloat16(device) else "float32"
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown evaluation precision '{precision}'; valid: auto, {', '.join(PRECISIONS)}")
-    return precision
-
-
 def available_memory(device: torch.device) -> int:
     """Bytes that can be allocated on ``device`` now (GPU: free memory; CPU: MemAvailable)."""
     if device.type == "cuda":
@@ -132,7 +123,6 @@ class PopulationEvaluator:
         if missing or not self.params:
             raise ConfigError("params must be a non-empty list of the model's own parameters")
         self.names = [names[id(p)] for p in self.params]
-        resolved = resolve_precision(precision, self.device)
         self.shapes = [p.shape for p in self.params]
         self.sizes = [p.numel() for p in self.params]
         fast_ok = layers is not None and len(layers) == 1
@@ -141,11 +131,13 @@ class PopulationEvaluator:
         if path == "fast" and not fast_ok:
             raise ConfigError("the fast path needs exactly one searched layer of an evoprop MLP")
         self.path = "fast" if fast_ok and path != "general" else "general"
-        if precision == "auto" and not (self.path == "fast" and layers[0] < len(model.layers) - 1):
+        if precision == "auto":
             # bfloat16 pays off in the fast path's shared layers, the only place it runs there; the
             # general path's vmap under autocast was 2x slower than float32 on CPU (P = 1,000)
-            resolved = "float32"
-        self.precision = resolved
+            precision = "bfloat16" if self.shared_after and native_bfloat16(self.device) else "float32"
+        elif precision not in PRECISIONS:
+            raise ConfigError(f"unknown evaluation precision '{precision}'; valid: auto, {', '.join(PRECISIONS)}")
+        self.precision = precision
         self.max_memory = max_memory
         self._activations_per_example: int | None = None
         self._output_buffer: torch.Tensor | None = None
@@ -155,6 +147,12 @@ class PopulationEvaluator:
     @property
     def dim(self) -> int:
         return sum(self.sizes)
+
+    @property
+    def shared_after(self) -> bool:
+        """Whether the fast path runs shared layers after the searched one (what bfloat16 and
+        cache-sized groups speed up)."""
+        return self.path == "fast" and self.layers[0] < len(self.model.layers) - 1
 
     @property
     def device(self) -> torch.device:
@@ -210,10 +208,9 @@ class PopulationEvaluator:
     def group_size(self, x: torch.Tensor) -> int:
         """Candidates per pass on the CPU fast path: few enough that the pass's activations stay
         in cache from one layer to the next (a GPU wants the largest pass that fits instead)."""
-        k = self.layers[0] if self.path == "fast" else None
-        if k is None or self.device.type != "cpu" or k == len(self.model.layers) - 1:
+        if not self.shared_after or self.device.type != "cpu":
             return 1 << 62  # (a searched last layer has no activations to pass on: one wide GEMM is best)
-        widest = max(layer.out_features for layer in self.model.layers[k:])
+        widest = max(layer.out_features for layer in self.model.layers[self.layers[0]:])
         return max(1, CPU_TILE_ELEMENTS // (len(x) * widest))
 
     def bytes_per_candidate(self, x: torch.Tensor) -> int:
