@@ -17,7 +17,7 @@ def test_fused_equals_gemm_then_activation(activation, dtype):
     weight, bias = torch.randn(24, 40, generator=g).to(dtype), torch.randn(24, generator=g).to(dtype)
     expected = activation(h.float() @ weight.float().T + bias.float())
     fused = post_op(activation, h.device, dtype)
-    assert (fused is not None) == fusion_available()
+    assert (fused is not None) == fusion_available(dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=5e-2)
     torch.testing.assert_close(linear_activation(h, weight, bias, activation, fused).float(), expected, **tol)
     torch.testing.assert_close(linear_activation(h, weight, None, activation, fused).float(),

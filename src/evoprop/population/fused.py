@@ -29,14 +29,19 @@ _POST_OPS: dict[type[nn.Module], Callable[[nn.Module], tuple[str, list, str]]] =
 
 
 @functools.cache
-def fusion_available() -> bool:
-    """Whether this PyTorch build has oneDNN's fused linear (x86 and ARM CPU builds do)."""
+def fusion_available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this PyTorch build and CPU run oneDNN's fused linear in ``dtype``.
+
+    x86 and ARM CPU builds have the op; bfloat16 needs a CPU that oneDNN can run it on
+    (AVX512-BF16 / AMX here: on an AVX2-only CPU it raises "could not create a primitive
+    descriptor"), so each dtype is probed on its own.
+    """
     try:
         op = torch.ops.mkldnn._linear_pointwise
         if not torch.backends.mkldnn.is_available():
             return False
-        x, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
-        return bool(torch.equal(op(x, w, b, "relu", [], ""), torch.full((2, 4), 3.0)))
+        x, w, b = torch.ones(2, 3, dtype=dtype), torch.ones(4, 3, dtype=dtype), torch.zeros(4, dtype=dtype)
+        return bool(torch.equal(op(x, w, b, "relu", [], "").float(), torch.full((2, 4), 3.0)))
     except (AttributeError, RuntimeError):
         return False
 
@@ -46,7 +51,7 @@ def post_op(activation: nn.Module, device: torch.device, dtype: torch.dtype):
     make = _POST_OPS.get(type(activation))
     if make is None or device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
         return None
-    return make(activation) if fusion_available() else None
+    return make(activation) if fusion_available(dtype) else None
 
 
 def linear_activation(
