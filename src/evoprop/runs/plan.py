@@ -34,6 +34,10 @@ LOCATION_ONLY = ("epochs", "data_dir", "device", "eval_batch_size", "max_memory"
 
 ACTIONS = ("new", "resume", "extend", "skip", "diverged")
 
+#: Settings whose "auto" a run resolves and records (e.g. strategy auto -> sep, es_precision auto -> float32):
+#: a request for "auto" matches whatever the run resolved it to.
+AUTO_RESOLVED = ("strategy", "es_precision")
+
 
 @dataclass
 class RunPlan:
@@ -92,7 +96,7 @@ def differences(saved: TrainConfig, planned: TrainConfig) -> list[tuple[str, Any
     out = []
     have, want = saved.to_dict(), planned.to_dict()
     for key, value in want.items():
-        if key in LOCATION_ONLY or value is None or (key == "strategy" and value == "auto"):
+        if key in LOCATION_ONLY or value is None or (key in AUTO_RESOLVED and value == "auto"):
             continue
         a, b = json.dumps(have.get(key), sort_keys=True, default=str), json.dumps(value, sort_keys=True, default=str)
         if a != b:
