@@ -16,6 +16,7 @@ import evoprop
 from evoprop.errors import EvopropError
 from evoprop.report.figures import f1_figure, loss_figure
 from evoprop.report.tables import (
+    Group,
     RunRecord,
     TableRow,
     fmt_f1,
@@ -42,11 +43,17 @@ def write_report(
     command: str | None = None,
     notes: list[str] | None = None,
     by_run: bool = False,
+    groups: list[Group] | None = None,
+    target_f1: float | None = None,
+    baseline: Group | None = None,
 ) -> dict[str, Any]:
     """Write the comparison of ``records`` into ``out``; return {"rows": [...], "files": {name: path}}.
 
     ``table`` (a :class:`~evoprop.experiments.paper_tables.PaperTable`) titles the report and
     adds the paper's reading notes; ``epochs`` says how many epochs of each run were read.
+    ``groups``: the rows, when the caller groups the records itself (``evoprop compare``: one
+    per arm) [default: :func:`~evoprop.report.tables.group_runs`]; ``target_f1`` and
+    ``baseline`` (one of the groups) as in :func:`~evoprop.report.tables.table_rows`.
     """
     if not records:
         raise EvopropError("no runs to report on")
@@ -57,8 +64,9 @@ def write_report(
         raise EvopropError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
     if table is None:
         table = _common_table(records)
-    groups = group_runs(records, by_run=by_run)
-    rows = table_rows(groups)
+    if groups is None:
+        groups = group_runs(records, by_run=by_run)
+    rows = table_rows(groups, target_f1=target_f1, baseline=baseline)
     if title is None:
         title = (f"Table {table.number}: {table.title}" if table is not None
                  else f"Comparison of {len(records)} run{'s' if len(records) > 1 else ''}")
@@ -66,7 +74,7 @@ def write_report(
     files = {name: out / fname for name, fname in FILES.items()}
     write_markdown(rows, files["table_md"], title, epochs)
     write_csv(rows, files["table_csv"])
-    f1_figure(groups, files["f1_figure"], f"{title}: test macro-F1 per epoch", note)
+    f1_figure(groups, files["f1_figure"], f"{title}: test macro-F1 per epoch", note, target_f1=target_f1)
     loss_figure(groups, files["loss_figure"], f"{title}: loss per epoch", note)
     if _scheduled(records):  # runs with a schedule (seed 003): δ, lr and batch size per epoch too
         from evoprop.report.schedule_figures import schedule_figure
