@@ -276,3 +276,9 @@ def test_a_config_error_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         spec_from_mapping({"arms": {"x": {"depth": 0}}}, source="mine.yaml")
     assert str(info.value).startswith("mine.yaml: arm 'x': depth must be a positive integer")
+
+
+def test_the_readme_shows_the_quick_example_file_as_it_is():
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    [shown] = [b for b in blocks if b.startswith("# examples/compare-quick.yaml")]
+    assert shown == (REPO / "examples" / "compare-quick.yaml").read_text()
