@@ -188,7 +188,8 @@ def test_mistakes_in_the_file_are_one_line_errors(change, words, tmp_path, capsy
 ])
 def test_mistakes_on_the_command_line_are_one_line_errors(args, text, words, tmp_path, capsys):
     path = tmp_path / "cmp.yaml"
-    path.write_text(text if text is not None else yaml.safe_dump({**TINY, "out": str(tmp_path / "cmp")}, sort_keys=False))
+    tiny = yaml.safe_dump({**TINY, "out": str(tmp_path / "cmp")}, sort_keys=False)
+    path.write_text(text if text is not None else tiny)
     assert main(["compare", "--config", str(path), *args]) == 1
     err = capsys.readouterr().err
     assert err.startswith("evoprop: error: ") and err.count("\n") == 1 and words in err, err
@@ -208,7 +209,8 @@ def test_a_run_directory_with_other_settings_is_refused_before_anything_runs(tmp
 
 def test_command_line_options_override_the_file_and_the_arms(tmp_path):
     path = tmp_path / "cmp.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "arms": {"sgd": {"limit_train": 300}}, "out": "elsewhere"}, sort_keys=False))
+    file = {**TINY, "arms": {"sgd": {"limit_train": 300}}, "out": "elsewhere"}
+    path.write_text(yaml.safe_dump(file, sort_keys=False))
     spec = load_spec(path, seeds=3, out=tmp_path / "here", changes={"epochs": 4, "limit_train": 100})
     assert spec.seeds == [0, 1, 2] and spec.out == tmp_path / "here" and spec.epochs == 4
     assert [(p.config.seed, p.config.epochs, p.config.limit_train) for p in plan(spec)] == \
@@ -269,7 +271,8 @@ def test_the_studys_file_plans_every_rule_against_sgd(tmp_path):
     assert {p.config.combine for p in planned if p.config.method == "hybrid"} == \
         {"paper", "sync", "elitist", "inject", "disjoint"}
     hybrid = next(p.config for p in planned if p.arm == "elitist-f1")
-    assert (hybrid.popsize, hybrid.es_batch_size, hybrid.lr, hybrid.batch_size, hybrid.depth) == (1000, 256, 0.01, 64, 10)
+    assert (hybrid.popsize, hybrid.es_batch_size, hybrid.lr, hybrid.batch_size, hybrid.depth) == \
+        (1000, 256, 0.01, 64, 10)
 
 
 def test_a_config_error_names_the_file(tmp_path):

@@ -148,7 +148,8 @@ def spec_from_mapping(data: dict[str, Any], *, source: str = "<dict>", default_o
         title=_title(data.get("title", default_title), fail),
         base=base,
         arms=arms,
-        seeds=_seeds(data.get("seeds", 1) if seeds is None else seeds, fail, "--seeds" if seeds is not None else "seeds"),
+        seeds=_seeds(data.get("seeds", 1) if seeds is None else seeds, fail,
+                     "seeds" if seeds is None else "--seeds"),
         baseline=_baseline(data.get("baseline"), arms, fail),
         target_f1=_target(data.get("target_f1"), fail),
         out=Path(out) if out is not None else Path(_out(data.get("out", default_out), fail)),
@@ -264,7 +265,7 @@ def write_comparison(spec: CompareSpec, planned: list[ArmRun], command: str | No
     for order, arm in enumerate(spec.arms):
         records = [load_run(p.path, max_epochs=p.epochs) for p in planned if p.arm == arm and is_run_dir(p.path)]
         if records:
-            groups.append(Group(key=(arm,), label=arm, records=records, order=(order,)))
+            groups.append(Group(key=(arm,), label=arm, records=records, row_id=arm, order=(order,)))
     baseline = next((g for g in groups if g.label == spec.baseline), None)
     notes = [f"Base settings (every arm): {_describe(spec.base)}."]
     notes += [f"Arm {arm}: {_describe(settings) or 'the base settings'}." for arm, settings in spec.arms.items()]

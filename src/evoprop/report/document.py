@@ -127,7 +127,9 @@ def _document(title, rows, groups, records, table, epochs, command, extra_notes)
               "Time: wall seconds of training and evaluation of the epochs read (mean per seed).", ""]
     lines += ["## Figures", "", "![Test macro-F1 per epoch](f1.png)", "",
               "Test macro-F1 per epoch, one line per method (with several seeds: their mean, and a band from "
-              "their minimum to their maximum); dotted: the paper's F1; dots: the epoch chosen on validation.", "",
+              "their minimum to their maximum); dotted: the paper's F1; dots: the epoch chosen on validation"
+              + "".join(f"; dashed: the target F1 {t:g}" for t in {r["target_f1"] for r in rows} if t is not None)
+              + ".", "",
               "![Loss per epoch](loss.png)", "",
               "Test loss and training loss per epoch (log scale). For gradient and hybrid rows the training loss "
               "is the mean mini-batch loss over the epoch; for ES-only rows it is the best candidate's loss on "

@@ -26,7 +26,8 @@ def t_cdf_two_sided(t: float, df: int) -> float:
         raise ValueError(f"degrees of freedom must be a positive integer, got {df!r}")
     theta = math.atan(t / math.sqrt(df))
     s, c = math.sin(theta), math.cos(theta)
-    if df % 2 == 1:  # 26.7.3: (2/π)[θ + sin θ (cos θ + (2/3) cos³θ + … + (2·4⋯(ν−3))/(1·3⋯(ν−2)) cos^(ν−2) θ)]
+    if df % 2 == 1:
+        # 26.7.3: (2/π)[θ + sin θ (cos θ + (2/3) cos³θ + … + (2·4⋯(ν−3))/(1·3⋯(ν−2)) cos^(ν−2) θ)]
         if df == 1:
             return 2 * theta / math.pi
         term, total = c, c
@@ -34,7 +35,8 @@ def t_cdf_two_sided(t: float, df: int) -> float:
             term *= (k - 1) / k * c * c
             total += term
         return 2 / math.pi * (theta + s * total)
-    # 26.7.4: sin θ [1 + (1/2) cos²θ + (1·3)/(2·4) cos⁴θ + … + (1·3⋯(ν−3))/(2·4⋯(ν−2)) cos^(ν−2) θ]
+    # 26.7.4: sin θ [1 + (1/2) cos²θ + (1·3)/(2·4) cos⁴θ + …
+    #                + (1·3⋯(ν−3))/(2·4⋯(ν−2)) cos^(ν−2) θ]
     term, total = 1.0, 1.0
     for k in range(2, df - 1, 2):
         term *= (k - 1) / k * c * c

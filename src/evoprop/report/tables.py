@@ -530,7 +530,8 @@ def table_notes(rows: list[TableRow], epochs: int | None = None) -> list[str]:
         if bad:
             notes.append(f"{r.method}: {', '.join(bad)} after {r['epochs']} epoch(s)"
                          + (" (a diverged run stops at its last finite epoch)" if "diverged" in bad else
-                            " (to continue: the same 'evoprop reproduce' command again)" if r["row_id"] else
+                            " (to continue: the same 'evoprop reproduce' or 'evoprop compare' command again)"
+                            if r["row_id"] else
                             " (to continue: 'evoprop train --resume RUN_DIR')"))
     for r in rows:
         best, final = r["best_test_f1"], r["final_test_f1"]
