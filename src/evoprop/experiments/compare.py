@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from evoprop.config import TrainConfig, read_mapping
 from evoprop.errors import ConfigError
 from evoprop.report import load_run, write_report
-from evoprop.report.tables import Group, is_run_dir
+from evoprop.report.tables import Group, check_target_f1, is_run_dir
 from evoprop.runs.plan import RunPlan, check_data, execute, plan_run
 
 #: The keys of a compare file, in the order the docstring explains them.
@@ -208,9 +208,10 @@ def _baseline(value, arms: dict, fail) -> str:
 def _target(value, fail) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise fail(f"target_f1 must be a macro-F1 in (0, 1], got {value!r}")
-    return float(value)
+    try:
+        return check_target_f1(value)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
 
 
 def _out(value, fail) -> str:

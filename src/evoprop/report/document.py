@@ -19,6 +19,8 @@ from evoprop.report.tables import (
     Group,
     RunRecord,
     TableRow,
+    check_target_f1,
+    find_group,
     fmt_f1,
     fmt_seconds,
     group_runs,
@@ -86,10 +88,20 @@ def write_report(
 
 
 def build_report(paths, out: str | Path = "report", *, title: str | None = None, epochs: int | None = None,
-                 command: str | None = None, by_run: bool = False) -> dict[str, Any]:
-    """``evoprop report``: read run directories (or folders holding them) and write the comparison."""
+                 command: str | None = None, by_run: bool = False, target_f1: float | None = None,
+                 baseline: str | None = None) -> dict[str, Any]:
+    """``evoprop report``: read run directories (or folders holding them) and write the comparison.
+
+    ``target_f1``: also epochs and seconds to reach it; ``baseline``: a method's label (as the
+    table shows it): every other method paired with it seed by seed.
+    """
+    if target_f1 is not None:
+        check_target_f1(target_f1)
     records = load_runs(paths, max_epochs=epochs)
-    return write_report(records, out, title=title, epochs=epochs, command=command, by_run=by_run)
+    groups = group_runs(records, by_run=by_run)
+    base = find_group(groups, baseline) if baseline is not None else None
+    return write_report(records, out, title=title, epochs=epochs, command=command, groups=groups,
+                        target_f1=target_f1, baseline=base)
 
 
 def _common_table(records: list[RunRecord]):

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from evoprop.errors import EvopropError
+from evoprop.errors import ConfigError, EvopropError
 from evoprop.report.stats import paired_difference
 from evoprop.train.summary import summarize, time_to_target
 
@@ -297,6 +297,21 @@ def _mean_epoch(values: list[int | None]) -> float | int | None:
         return None
     mean = sum(vals) / len(vals)
     return int(mean) if mean == int(mean) else round(mean, 1)
+
+
+def check_target_f1(value: Any, name: str = "target_f1") -> float:
+    """A target test macro-F1 must lie in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{name} must be a macro-F1 in (0, 1], got {value!r}")
+    return float(value)
+
+
+def find_group(groups: list[Group], label: str) -> Group:
+    """The group labelled ``label`` (a baseline named by the user)."""
+    for g in groups:
+        if g.label == label:
+            return g
+    raise ConfigError(f"unknown baseline {label!r}; the methods are: {', '.join(repr(g.label) for g in groups)}")
 
 
 def paired_metric(groups: list[Group]) -> str:
