@@ -160,6 +160,7 @@ BAD = [
     ({"arms": {"sgd": [1, 2]}}, "arm 'sgd' must be a mapping of train settings"),
     ({"base": {"nosuch": 1}}, "base: unknown setting(s) nosuch"),
     ({"base": {"seed": 1}}, "base sets seed"),
+    ({"base": {**TINY["base"], "depth": 0}}, "base: depth must be a positive integer, got 0"),
     ({"baseline": "adam"}, "unknown baseline 'adam'; arms: sgd, hybrid"),
     ({"seeds": 0}, "seeds must be a positive count or a list of seeds"),
     ({"seeds": [1, 1]}, "seeds lists a seed twice"),

@@ -74,7 +74,16 @@ class CompareSpec:
         try:
             return TrainConfig.from_dict({**self.base, **self.arms[arm], "seed": seed}).validate()
         except ConfigError as exc:
-            raise ConfigError(f"{self.source}: arm '{arm}': {exc}") from None
+            where = "base" if self._base_fails(str(exc)) else f"arm '{arm}'"
+            raise ConfigError(f"{self.source}: {where}: {exc}") from None
+
+    def _base_fails(self, message: str) -> bool:
+        """Whether the base settings alone fail with ``message`` (then every arm inherits the mistake)."""
+        try:
+            TrainConfig.from_dict(self.base).validate()
+        except ConfigError as exc:
+            return str(exc) == message
+        return False
 
     @property
     def epochs(self) -> int:
