@@ -153,3 +153,30 @@ def test_notes_flag_collapse_far_numbers_and_short_runs():
     assert "more than 0.02: hybrid (Adam)" in notes
     assert "paper epoch 18, run 3" in notes
     assert "Data: CIFAR-10 JPEG-decoded reconstruction." in notes
+
+
+def test_report_pairs_with_a_baseline_and_times_a_target(capsys, runs, tmp_path):
+    status = main(["report", str(runs / "plain"), "--out", str(tmp_path / "p"), "--baseline", "gradient sgd lr 0.01",
+                   "--target-f1", "0.3"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    adam, sgd = read_csv(tmp_path / "p" / "table.csv")
+    summaries = {n: json.loads((runs / "plain" / n / "summary.json").read_text()) for n in ("sgd-a", "adam")}
+    # the only seed both have is 0: one paired difference, no interval
+    assert float(adam["diff_vs_baseline"]) == pytest.approx(
+        summaries["adam"]["val_selected_test_f1"] - summaries["sgd-a"]["val_selected_test_f1"], abs=1e-6)
+    assert adam["seeds_paired"] == "1" and adam["diff_ci_low"] == "" and sgd["diff_vs_baseline"] == ""
+    assert adam["target_f1"] == "0.3" and sgd["reached_target"] in ("0", "1", "2")
+    assert "Paired against gradient sgd lr 0.01" in out and "epochs to F1 ≥ 0.3" in out
+    assert "--target-f1 0.3 --baseline 'gradient sgd lr 0.01'" in (tmp_path / "p" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--baseline", "nosuch"], "unknown baseline 'nosuch'; the methods are: 'gradient adam lr 0.001', "
+                               "'gradient sgd lr 0.01'"),
+    (["--target-f1", "1.5"], "target_f1 must be a macro-F1 in (0, 1], got 1.5"),
+])
+def test_report_baseline_and_target_mistakes_are_one_line(args, words, capsys, runs, tmp_path):
+    assert main(["report", str(runs / "plain"), "--out", str(tmp_path / "x"), *args]) == 1
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1

@@ -12,6 +12,7 @@ import warnings
 import click
 
 import evoprop
+from evoprop.cli.compare import compare_command
 from evoprop.cli.dashboard import dashboard_command
 from evoprop.cli.gradcheck import gradcheck_command
 from evoprop.cli.graduated import graduated_command
@@ -49,6 +50,7 @@ def optimizers_command() -> None:
 cli.add_command(train_command)
 cli.add_command(reproduce_command)
 cli.add_command(report_command)
+cli.add_command(compare_command)
 cli.add_command(graduated_command)
 cli.add_command(tune_command)
 cli.add_command(dashboard_command)

@@ -109,16 +109,35 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
 _METAVARS = {str: "NAME", int: "N", float: "X"}
 
 
+def _option(flag: str, field: str, type_, help_: str):
+    default = getattr(_DEFAULTS, field)
+    if "[default:" not in help_ and default is not None:
+        help_ = f"{help_} [default: {default}]"
+    if type_ is None:  # a boolean flag pair
+        return click.option(flag, field, default=None, help=help_)
+    return click.option(flag, field, type=type_, default=None, help=help_, metavar=_METAVARS.get(type_))
+
+
 def _with_options(func):
-    for flag, field, type_, help_ in reversed(_OPTIONS):
-        default = getattr(_DEFAULTS, field)
-        if "[default:" not in help_ and default is not None:
-            help_ = f"{help_} [default: {default}]"
-        if type_ is None:  # a boolean flag pair
-            func = click.option(flag, field, default=None, help=help_)(func)
-        else:
-            func = click.option(flag, field, type=type_, default=None, help=help_, metavar=_METAVARS.get(type_))(func)
+    for row in reversed(_OPTIONS):
+        func = _option(*row)(func)
     return func
+
+
+def train_options(*flags: str):
+    """Decorator: the named options of `evoprop train` (same name, type and help; default None), for a
+    command that passes them on to its runs, e.g. ``@train_options("--device", "--data-dir")``."""
+    rows = [row for row in _OPTIONS if row[0].split("/")[0] in flags]
+    missing = set(flags) - {row[0].split("/")[0] for row in rows}
+    if missing:
+        raise ValueError(f"evoprop train has no option {', '.join(sorted(missing))}")
+
+    def decorate(func):
+        for row in reversed(rows):
+            func = _option(*row)(func)
+        return func
+
+    return decorate
 
 
 @click.command("train")

@@ -7,9 +7,11 @@
 :mod:`~evoprop.experiments.paper_tables` holds the four tables (rows, settings, the
 paper's numbers and how its text was read); :mod:`~evoprop.experiments.reproduce` plans,
 runs (skipping, resuming or extending what is already there) and writes each table's
-folder through :mod:`evoprop.report`.
+folder through :mod:`evoprop.report`; :mod:`~evoprop.experiments.compare` does the same for any
+arms × seeds named in a YAML file (``evoprop compare``).
 """
 
+from evoprop.experiments.compare import ArmRun, CompareResult, CompareSpec, compare, load_spec
 from evoprop.experiments.paper_tables import (
     COMMON,
     PAPER_EPOCHS,
@@ -24,6 +26,9 @@ from evoprop.experiments.paper_tables import (
 from evoprop.experiments.reproduce import PlannedRun, TableResult, plan, reproduce
 
 __all__ = [
+    "ArmRun",
+    "CompareResult",
+    "CompareSpec",
     "COMMON",
     "PAPER_EPOCHS",
     "ROW_IDS",
@@ -33,8 +38,10 @@ __all__ = [
     "PaperTable",
     "PlannedRun",
     "TableResult",
+    "compare",
     "get_table",
     "get_tables",
+    "load_spec",
     "plan",
     "reproduce",
 ]

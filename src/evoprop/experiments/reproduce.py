@@ -7,18 +7,9 @@ Layout (``out`` defaults to ``reproductions/``)::
     OUT/table3/adam/seed0/ ...
     OUT/table3/table.md, table.csv, f1.png, loss.png, report.md
 
-What happens to a row's run directory, decided before anything runs (:func:`plan`):
-
-* none yet: a new run (``new``);
-* completed with at least the requested epochs, or holding them already: nothing to do
-  (``skip``); its first N epochs are read for the table;
-* completed with fewer epochs: extended to N (``extend``: ``run_training(resume=..., epochs=N)``);
-* interrupted (killed, Ctrl-C) or never finished an epoch: continued exactly from its last
-  completed epoch (``resume``);
-* diverged (NaN/inf loss): kept as it is and shown as diverged (resuming it would repeat
-  the divergence);
-* settings that differ from the requested ones (e.g. another ``--init``): an error, before
-  anything runs, naming the setting; choose another ``--out``.
+What happens to a row's run directory (new, skip, extend, resume, diverged, or an error on
+other settings) is decided before anything runs, by :func:`evoprop.runs.plan.plan_run`, which
+``evoprop compare`` shares.
 
 The table summarises every run directory under ``OUT/tableN/`` (also rows or seeds of
 earlier invocations), each read to at most N epochs. ``--seeds K`` runs seeds
@@ -44,50 +35,24 @@ from tqdm.auto import tqdm
 
 import evoprop
 from evoprop.config import TrainConfig
-from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
+from evoprop.errors import ConfigError
 from evoprop.experiments.paper_tables import PAPER_EPOCHS, PaperRow, PaperTable, check_row_ids, get_tables
 from evoprop.report import MARKER, load_run, write_report
 from evoprop.report.tables import find_run_dirs, is_run_dir
-
-#: Settings that may differ between an existing run directory and the request: where the run
-#: runs or what the request does not fix (None: resolved by the run, e.g. sigma0; "auto").
-_LOCATION_ONLY = ("epochs", "data_dir", "device", "eval_batch_size", "max_memory")
-
-ACTIONS = ("new", "resume", "extend", "skip", "diverged")
+from evoprop.runs.plan import RunPlan, check_data, execute, plan_run
 
 
 @dataclass
-class PlannedRun:
+class PlannedRun(RunPlan):
     """One (table, row, seed): its run directory, its settings and what :func:`reproduce` will do."""
 
     table: PaperTable
     row: PaperRow
     seed: int
-    path: Path
-    config: TrainConfig
-    action: str  # one of ACTIONS
-    done: int  # epochs already in the run directory
-    epochs: int  # epochs requested
-
-    @property
-    def remaining(self) -> int:
-        return 0 if self.action in ("skip", "diverged") else max(0, self.epochs - self.done)
 
     @property
     def name(self) -> str:
         return f"{self.table.name} {self.row.id} seed {self.seed}"
-
-    def describe(self) -> str:
-        def n(k: int) -> str:
-            return f"{k} epoch{'' if k == 1 else 's'}"
-
-        return {
-            "new": f"new run, {n(self.epochs)}",
-            "resume": f"resuming after epoch {self.done} of {self.epochs}",
-            "extend": f"extending from {self.done} to {n(self.epochs)}",
-            "skip": f"done ({n(self.done)}), not rerun",
-            "diverged": f"diverged after epoch {self.done} earlier; kept as it is",
-        }[self.action]
 
 
 @dataclass
@@ -144,7 +109,7 @@ def plan(
             for s in range(seed, seed + seeds):
                 config = t.config(row, **changes, seed=s).validate()
                 path = Path(out) / t.name / row.id / f"seed{s}"
-                planned.append(_decide(t, row, s, path, config, epochs, explicit_device=device))
+                planned.append(_decide(t, row, s, path, config))
     return planned
 
 
@@ -157,42 +122,8 @@ def _split_ids(rows) -> list[str] | None:
     return ids or None
 
 
-def _decide(table, row, seed, path, config, epochs, explicit_device) -> PlannedRun:
-    from evoprop.runs import RunDir
-
-    run = RunDir(path)
-    if not run.has_run():
-        return PlannedRun(table, row, seed, path, config, "new", 0, epochs)
-    saved = run.read_config()
-    diff = _differences(saved, config)
-    if diff:
-        key, have, want = diff[0]
-        raise EvopropError(f"{path} holds a run with other settings ({key}: {have} there, {want} requested); "
-                           "give another --out, or remove that directory to rerun it")
-    done = len(run.read_metrics())
-    status = run.read_summary().get("status") if (path / "summary.json").is_file() else None
-    if status == "diverged":
-        action = "diverged"
-    elif done >= epochs:
-        action = "skip"
-    elif status == "completed":
-        action = "extend"
-    else:
-        action = "resume"
-    return PlannedRun(table, row, seed, path, config, action, done, epochs)
-
-
-def _differences(saved: TrainConfig, planned: TrainConfig) -> list[tuple[str, Any, Any]]:
-    """Settings in which the saved run differs from the planned one (ignoring what a run resolves)."""
-    out = []
-    have, want = saved.to_dict(), planned.to_dict()
-    for key, value in want.items():
-        if key in _LOCATION_ONLY or value is None or (key == "strategy" and value == "auto"):
-            continue
-        a, b = json.dumps(have.get(key), sort_keys=True, default=str), json.dumps(value, sort_keys=True, default=str)
-        if a != b:
-            out.append((key, have.get(key), value))
-    return out
+def _decide(table, row, seed, path, config) -> PlannedRun:
+    return PlannedRun(**vars(plan_run(path, config)), table=table, row=row, seed=seed)
 
 
 def reproduce(
@@ -222,7 +153,7 @@ def reproduce(
     planned = plan(table, out, epochs=epochs, rows=rows, seed=seed, seeds=seeds, device=device, init=init,
                    data_dir=data_dir, limit_train=limit_train, limit_test=limit_test, overrides=overrides)
     command = _command(table, out, epochs, rows, seed, seeds, device, init, data_dir, limit_train, limit_test)
-    _check_data(planned)
+    check_data(planned)
     total = sum(p.remaining for p in planned)
     results = []
     bar = tqdm(total=total, unit="epoch", desc="reproduce", disable=not progress, dynamic_ncols=True,
@@ -249,59 +180,10 @@ def _unique_tables(planned: list[PlannedRun]) -> list[PaperTable]:
     return seen
 
 
-def _check_data(planned: list[PlannedRun]) -> None:
-    """Load (and so check) every data set that remaining runs need, before the first one starts."""
-    from evoprop.data import load_dataset
-
-    needed = {}
-    for p in planned:
-        if p.remaining:
-            needed.setdefault((p.config.dataset, p.config.data_dir), p.config)
-    for (name, data_dir), cfg in needed.items():
-        load_dataset(name, data_dir=data_dir, split=cfg.split, val_fraction=cfg.val_fraction,
-                     split_seed=cfg.split_seed, limit_train=1, limit_test=1)
-
-
 def _run_one(p: PlannedRun, bar, say, echo, progress: bool, device: str | None) -> None:
-    from evoprop.runs import RunDir, run_training, summary_line
-
-    run = RunDir(p.path)
-
-    def on_line(line: str) -> None:
-        if line.startswith("epoch "):
-            bar.update(1)
-            last = _last_record(run)
-            if last is not None:
-                bar.set_description(f"{p.table.name} {p.row.id} s{p.seed}", refresh=False)
-                bar.set_postfix_str(f"epoch {last['epoch']}/{p.epochs} F1 {last['test_f1']:.4f}")
-            if not progress:
-                echo(f"  {p.row.id} seed {p.seed}: {line}")
-        else:
-            say(f"  {line}")
-
     _write_marker(p)
-    try:
-        if p.action == "new":
-            summary, run = run_training(p.config, out=p.path, progress=progress, echo=on_line)
-        else:
-            if device is not None:  # a new device for an existing run: where it runs, not what it computes
-                saved = run.read_config()
-                if saved.device != device:
-                    saved.device = device
-                    run.write_config(saved)
-            summary, run = run_training(resume=p.path, epochs=p.epochs, progress=progress, echo=on_line)
-        say(f"  {summary_line(summary, run)}")
-    except TrainingDiverged as exc:
-        say(f"  {p.name} diverged: {exc}; the table shows it as diverged")
-
-
-def _last_record(run) -> dict | None:
-    try:
-        with open(run.path / "metrics.jsonl", "rb") as fh:
-            lines = [line for line in fh.read().splitlines() if line.strip()]
-        return json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError):
-        return None
+    execute(p, bar=bar, say=say, echo=echo, progress=progress, device=device,
+            name=f"{p.row.id} seed {p.seed}", short=f"{p.table.name} {p.row.id} s{p.seed}")
 
 
 def machine_info(device: str = "auto") -> dict[str, Any]:

@@ -5,7 +5,8 @@
 
 :mod:`~evoprop.report.tables` reads run directories and aggregates them (one row per
 method, mean ± sample std over seeds); :mod:`~evoprop.report.figures` draws macro-F1 and
-loss per epoch; :mod:`~evoprop.report.document` writes the folder and ``report.md``.
+loss per epoch; :mod:`~evoprop.report.document` writes the folder and ``report.md``;
+:mod:`~evoprop.report.stats` pairs methods seed by seed (t-based 95 % interval) for a baseline.
 """
 
 from evoprop.report.document import FILES, build_report, write_report

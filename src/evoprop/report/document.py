@@ -16,8 +16,11 @@ import evoprop
 from evoprop.errors import EvopropError
 from evoprop.report.figures import f1_figure, loss_figure
 from evoprop.report.tables import (
+    Group,
     RunRecord,
     TableRow,
+    check_target_f1,
+    find_group,
     fmt_f1,
     fmt_seconds,
     group_runs,
@@ -42,11 +45,17 @@ def write_report(
     command: str | None = None,
     notes: list[str] | None = None,
     by_run: bool = False,
+    groups: list[Group] | None = None,
+    target_f1: float | None = None,
+    baseline: Group | None = None,
 ) -> dict[str, Any]:
     """Write the comparison of ``records`` into ``out``; return {"rows": [...], "files": {name: path}}.
 
     ``table`` (a :class:`~evoprop.experiments.paper_tables.PaperTable`) titles the report and
     adds the paper's reading notes; ``epochs`` says how many epochs of each run were read.
+    ``groups``: the rows, when the caller groups the records itself (``evoprop compare``: one
+    per arm) [default: :func:`~evoprop.report.tables.group_runs`]; ``target_f1`` and
+    ``baseline`` (one of the groups) as in :func:`~evoprop.report.tables.table_rows`.
     """
     if not records:
         raise EvopropError("no runs to report on")
@@ -57,8 +66,9 @@ def write_report(
         raise EvopropError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
     if table is None:
         table = _common_table(records)
-    groups = group_runs(records, by_run=by_run)
-    rows = table_rows(groups)
+    if groups is None:
+        groups = group_runs(records, by_run=by_run)
+    rows = table_rows(groups, target_f1=target_f1, baseline=baseline)
     if title is None:
         title = (f"Table {table.number}: {table.title}" if table is not None
                  else f"Comparison of {len(records)} run{'s' if len(records) > 1 else ''}")
@@ -66,7 +76,7 @@ def write_report(
     files = {name: out / fname for name, fname in FILES.items()}
     write_markdown(rows, files["table_md"], title, epochs)
     write_csv(rows, files["table_csv"])
-    f1_figure(groups, files["f1_figure"], f"{title}: test macro-F1 per epoch", note)
+    f1_figure(groups, files["f1_figure"], f"{title}: test macro-F1 per epoch", note, target_f1=target_f1)
     loss_figure(groups, files["loss_figure"], f"{title}: loss per epoch", note)
     if _scheduled(records):  # runs with a schedule (seed 003): δ, lr and batch size per epoch too
         from evoprop.report.schedule_figures import schedule_figure
@@ -78,10 +88,20 @@ def write_report(
 
 
 def build_report(paths, out: str | Path = "report", *, title: str | None = None, epochs: int | None = None,
-                 command: str | None = None, by_run: bool = False) -> dict[str, Any]:
-    """``evoprop report``: read run directories (or folders holding them) and write the comparison."""
+                 command: str | None = None, by_run: bool = False, target_f1: float | None = None,
+                 baseline: str | None = None) -> dict[str, Any]:
+    """``evoprop report``: read run directories (or folders holding them) and write the comparison.
+
+    ``target_f1``: also epochs and seconds to reach it; ``baseline``: a method's label (as the
+    table shows it): every other method paired with it seed by seed.
+    """
+    if target_f1 is not None:
+        check_target_f1(target_f1)
     records = load_runs(paths, max_epochs=epochs)
-    return write_report(records, out, title=title, epochs=epochs, command=command, by_run=by_run)
+    groups = group_runs(records, by_run=by_run)
+    base = find_group(groups, baseline) if baseline is not None else None
+    return write_report(records, out, title=title, epochs=epochs, command=command, groups=groups,
+                        target_f1=target_f1, baseline=base)
 
 
 def _common_table(records: list[RunRecord]):
@@ -119,7 +139,9 @@ def _document(title, rows, groups, records, table, epochs, command, extra_notes)
               "Time: wall seconds of training and evaluation of the epochs read (mean per seed).", ""]
     lines += ["## Figures", "", "![Test macro-F1 per epoch](f1.png)", "",
               "Test macro-F1 per epoch, one line per method (with several seeds: their mean, and a band from "
-              "their minimum to their maximum); dotted: the paper's F1; dots: the epoch chosen on validation.", "",
+              "their minimum to their maximum); dotted: the paper's F1; dots: the epoch chosen on validation"
+              + "".join(f"; dashed: the target F1 {t:g}" for t in {r["target_f1"] for r in rows} if t is not None)
+              + ".", "",
               "![Loss per epoch](loss.png)", "",
               "Test loss and training loss per epoch (log scale). For gradient and hybrid rows the training loss "
               "is the mean mini-batch loss over the epoch; for ES-only rows it is the best candidate's loss on "

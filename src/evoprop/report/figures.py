@@ -75,8 +75,10 @@ def _finish(fig, path: str | Path) -> Path:
     return path
 
 
-def f1_figure(groups: list[Group], path: str | Path, title: str = "", note: str | None = None) -> Path:
-    """Test macro-F1 per epoch, one line per group; the paper's F1 dotted; validation-chosen epochs as dots."""
+def f1_figure(groups: list[Group], path: str | Path, title: str = "", note: str | None = None,
+              target_f1: float | None = None) -> Path:
+    """Test macro-F1 per epoch, one line per group; the paper's F1 dotted; validation-chosen epochs as dots;
+    ``target_f1`` as a dashed grey line."""
     from matplotlib.lines import Line2D
 
     fig = _figure(figsize=(10, 5))
@@ -98,6 +100,8 @@ def f1_figure(groups: list[Group], path: str | Path, title: str = "", note: str 
         if g.paper_f1 is not None:
             any_paper = True
             ax.axhline(g.paper_f1, color=color, linestyle=":", linewidth=1.2, alpha=0.9)
+    if target_f1 is not None:
+        ax.axhline(target_f1, color="gray", linestyle="--", linewidth=1.0, label=f"target F1 {target_f1:g}")
     handles, labels = ax.get_legend_handles_labels()
     if any_paper:
         handles.append(Line2D([], [], color="gray", linestyle=":"))

@@ -16,6 +16,13 @@ The two protocols, per run, then averaged over the row's runs:
 With several seeds a number is "mean ± std", std the *sample* standard deviation
 (n − 1 in the denominator); epochs are means over seeds. ``max_epochs`` reads only the
 first N epochs of every run, so a table of N epochs can be built from longer runs.
+
+Two optional parts, used by ``evoprop compare`` (and open to any caller of :func:`table_rows`):
+``target_f1`` adds the epochs and seconds each run took to first reach a test macro-F1
+(mean over the seeds that reached it), and ``baseline`` (one of the groups) adds a paired
+comparison with it: per seed the difference in the honest number (val-selected test F1; the
+best test F1 when the runs have no validation split), its mean with a t-based 95 %
+interval, and the seeds won (:mod:`evoprop.report.stats`).
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from evoprop.errors import EvopropError
-from evoprop.train.summary import summarize
+from evoprop.errors import ConfigError, EvopropError
+from evoprop.report.stats import paired_difference
+from evoprop.train.summary import summarize, time_to_target
 
 #: The file a reproduction writes into each of its run directories.
 MARKER = "reproduction.json"
@@ -44,6 +52,12 @@ CSV_COLUMNS = (
     "final_test_f1", "seconds_per_epoch", "seeds", "runs", "training", "optimizer", "lr", "batch_size", "strategy",
     "popsize", "dataset", "dataset_note", "device", "status", "run_dirs",
 )
+#: Appended to table.csv when a target F1 is given.
+TARGET_COLUMNS = ("final_test_f1_std", "seconds_per_epoch_std", "target_f1", "epochs_to_target",
+                  "epochs_to_target_std", "seconds_to_target", "seconds_to_target_std", "reached_target")
+#: Appended to table.csv when a baseline is given.
+PAIRED_COLUMNS = ("baseline", "paired_metric", "diff_vs_baseline", "diff_ci_low", "diff_ci_high", "seeds_won",
+                  "seeds_lost", "seeds_paired", "per_seed_diff")
 
 
 @dataclass
@@ -285,8 +299,62 @@ def _mean_epoch(values: list[int | None]) -> float | int | None:
     return int(mean) if mean == int(mean) else round(mean, 1)
 
 
-def table_rows(groups: list[Group]) -> list[TableRow]:
-    """Aggregate every group into one :class:`TableRow` (numbers averaged over its runs)."""
+def check_target_f1(value: Any, name: str = "target_f1") -> float:
+    """A target test macro-F1 must lie in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{name} must be a macro-F1 in (0, 1], got {value!r}")
+    return float(value)
+
+
+def find_group(groups: list[Group], label: str) -> Group:
+    """The group labelled ``label`` (a baseline named by the user)."""
+    for g in groups:
+        if g.label == label:
+            return g
+    raise ConfigError(f"unknown baseline {label!r}; the methods are: {', '.join(repr(g.label) for g in groups)}")
+
+
+def paired_metric(groups: list[Group]) -> str:
+    """The number a paired comparison is made on: the honest one when every run has a validation split."""
+    honest = all(r.headline.get("val_selected_test_f1") is not None for g in groups for r in g.records)
+    return "val_selected_test_f1" if honest else "best_test_f1"
+
+
+def _per_seed(group: Group, key: str) -> dict[int, float | None]:
+    out: dict[int, float | None] = {}
+    for r in group.records:
+        out.setdefault(r.seed, r.headline.get(key))
+    return out
+
+
+def _target_values(recs: list[RunRecord], target_f1: float) -> dict[str, Any]:
+    reached = [time_to_target(r.history, target_f1) for r in recs]
+    epochs, epochs_sd = mean_std([t["epochs_to_target"] for t in reached])
+    seconds, seconds_sd = mean_std([t["seconds_to_target"] for t in reached])
+    return {"target_f1": target_f1, "epochs_to_target": epochs, "epochs_to_target_std": epochs_sd,
+            "seconds_to_target": seconds, "seconds_to_target_std": seconds_sd,
+            "reached_target": sum(t["epochs_to_target"] is not None for t in reached)}
+
+
+def _paired_values(group: Group, baseline: Group, metric: str) -> dict[str, Any]:
+    values: dict[str, Any] = {"baseline": baseline.label, "paired_metric": metric}
+    if group is baseline:
+        return values
+    p = paired_difference(_per_seed(group, metric), _per_seed(baseline, metric))
+    values.update({"diff_vs_baseline": p.mean, "diff_ci_low": p.low, "diff_ci_high": p.high, "seeds_won": p.won,
+                   "seeds_lost": p.lost, "seeds_paired": p.n,
+                   "per_seed_diff": ";".join(f"{s}:{d:+.4f}" for s, d in zip(p.seeds, p.diffs))})
+    return values
+
+
+def table_rows(groups: list[Group], *, target_f1: float | None = None,
+               baseline: Group | None = None) -> list[TableRow]:
+    """Aggregate every group into one :class:`TableRow` (numbers averaged over its runs).
+
+    ``target_f1``: also the epochs and seconds to first reach it; ``baseline`` (one of ``groups``):
+    also the paired comparison of every group with it, seed by seed.
+    """
+    metric = paired_metric(groups) if baseline is not None else None
     rows = []
     for g in groups:
         recs = g.records
@@ -294,9 +362,9 @@ def table_rows(groups: list[Group]) -> list[TableRow]:
         cfg = recs[0].config
         best, best_sd = mean_std([h.get("best_test_f1") for h in heads])
         honest, honest_sd = mean_std([h.get("val_selected_test_f1") for h in heads])
-        final, _ = mean_std([h.get("final_test_f1") for h in heads])
+        final, final_sd = mean_std([h.get("final_test_f1") for h in heads])
         seconds, _ = mean_std([h.get("seconds") if h.get("epochs") else None for h in heads])
-        spe, _ = mean_std([h.get("seconds_per_epoch") for h in heads])
+        spe, spe_sd = mean_std([h.get("seconds_per_epoch") for h in heads])
         epochs = [h.get("epochs") or 0 for h in heads]
         method = cfg.get("method")
         values = {
@@ -313,8 +381,10 @@ def table_rows(groups: list[Group]) -> list[TableRow]:
             "val_selected_test_f1_std": honest_sd,
             "val_selected_epoch": _mean_epoch([h.get("val_selected_epoch") for h in heads]),
             "final_test_f1": final,
+            "final_test_f1_std": final_sd,
             "seconds": seconds,
             "seconds_per_epoch": spe,
+            "seconds_per_epoch_std": spe_sd,
             "epochs": min(epochs),
             "max_epochs": max(epochs),
             "seeds": ";".join(str(r.seed) for r in recs),
@@ -331,19 +401,34 @@ def table_rows(groups: list[Group]) -> list[TableRow]:
             "status": ";".join(sorted({r.status for r in recs})),
             "run_dirs": ";".join(str(r.path) for r in recs),
         }
+        if target_f1 is not None:
+            values.update(_target_values(recs, target_f1))
+        if baseline is not None:
+            values.update(_paired_values(g, baseline, metric))
         rows.append(TableRow(method=g.label, values=values))
     return rows
 
 
 # writing ------------------------------------------------------------------
 
+def csv_columns(rows: list[TableRow]) -> tuple[str, ...]:
+    """CSV_COLUMNS, then TARGET_COLUMNS and PAIRED_COLUMNS where the rows have them."""
+    columns = CSV_COLUMNS
+    if any(r["target_f1"] is not None for r in rows):
+        columns += TARGET_COLUMNS
+    if any(r["baseline"] is not None for r in rows):
+        columns += PAIRED_COLUMNS
+    return columns
+
+
 def write_csv(rows: list[TableRow], path: str | Path) -> Path:
     path = Path(path)
+    columns = csv_columns(rows)
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow(["" if row[c] is None else _csv_value(row[c]) for c in CSV_COLUMNS])
+            writer.writerow(["" if row[c] is None else _csv_value(row[c]) for c in columns])
     return path
 
 
@@ -379,6 +464,37 @@ def _es_cell(row: TableRow) -> str:
     return f"{row['strategy']} P={row['popsize']}"
 
 
+def _target_cells(row: TableRow) -> list[str]:
+    """Epochs and time to the target F1: mean ± std over the seeds that reached it, '(k/n)' if not all did."""
+    n, k = row["runs"], row["reached_target"] or 0
+    if not k:
+        return [f"not reached (0/{n})"] * 2
+    share = "" if k == n else f" ({k}/{n})"
+    epochs, epochs_sd = row["epochs_to_target"], row["epochs_to_target_std"]
+    seconds, seconds_sd = row["seconds_to_target"], row["seconds_to_target_std"]
+    return [f"{epochs:.1f}" + (f" ± {epochs_sd:.1f}" if epochs_sd is not None else "") + share,
+            fmt_seconds(seconds) + (f" ± {fmt_seconds(seconds_sd)}" if seconds_sd is not None else "") + share]
+
+
+def paired_table(rows: list[TableRow]) -> str:
+    """Every row against the baseline, seed by seed: mean difference, its 95 % interval, seeds won/tied/lost."""
+    base = next(r for r in rows if r["baseline"] is not None)
+    metric = "val-selected test F1" if base["paired_metric"] == "val_selected_test_f1" else "best test F1"
+    head = ["method", f"Δ {metric} vs {base['baseline']} (mean)", "95 % interval", "seeds won / tied / lost",
+            "per seed (seed: Δ)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        if r.method == r["baseline"]:
+            continue
+        d, n = r["diff_vs_baseline"], r["seeds_paired"] or 0
+        interval = "—" if r["diff_ci_low"] is None else f"[{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}]"
+        record = "—" if not n else f"{r['seeds_won']} / {n - r['seeds_won'] - r['seeds_lost']} / {r['seeds_lost']}"
+        per_seed = ", ".join(item.replace(":", ": ") for item in (r["per_seed_diff"] or "").split(";") if item)
+        cells = [r.method, "—" if d is None else f"{d:+.4f}", interval, record, per_seed or "no common seed"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(rows: list[TableRow]) -> str:
     """The table as GitHub Markdown; paper and ES columns only when some row has them."""
     paper = any(r["paper_f1"] is not None for r in rows)
@@ -390,7 +506,10 @@ def markdown_table(rows: list[TableRow]) -> str:
     head += ["best test F1 (paper's protocol)", "epoch"]
     if paper:
         head += ["Δ vs paper"]
-    head += ["val-selected test F1 (honest)", "epoch"]
+    head += ["val-selected test F1 (honest)", "epoch", "final test F1"]
+    target = next((r["target_f1"] for r in rows if r["target_f1"] is not None), None)
+    if target is not None:
+        head += [f"epochs to F1 ≥ {target:g}", f"time to F1 ≥ {target:g}"]
     if es:
         head += ["ES (resolved)"]
     head += ["time" + (" per seed" if seeds else ""), "s/epoch", "epochs", "seeds"]
@@ -404,7 +523,10 @@ def markdown_table(rows: list[TableRow]) -> str:
         if paper:
             d = r["diff_vs_paper"]
             cells += ["—" if d is None else f"{d:+.3f}" + (" ⚠" if abs(d) > 0.02 else "")]
-        cells += [fmt_f1(r["val_selected_test_f1"], r["val_selected_test_f1_std"]), fmt_epoch(r["val_selected_epoch"])]
+        cells += [fmt_f1(r["val_selected_test_f1"], r["val_selected_test_f1_std"]), fmt_epoch(r["val_selected_epoch"]),
+                  fmt_f1(r["final_test_f1"], r["final_test_f1_std"])]
+        if target is not None:
+            cells += _target_cells(r)
         if es:
             cells += [_es_cell(r)]
         spe = r["seconds_per_epoch"]
@@ -423,7 +545,8 @@ def table_notes(rows: list[TableRow], epochs: int | None = None) -> list[str]:
         if bad:
             notes.append(f"{r.method}: {', '.join(bad)} after {r['epochs']} epoch(s)"
                          + (" (a diverged run stops at its last finite epoch)" if "diverged" in bad else
-                            " (to continue: the same 'evoprop reproduce' command again)" if r["row_id"] else
+                            " (to continue: the same 'evoprop reproduce' or 'evoprop compare' command again)"
+                            if r["row_id"] else
                             " (to continue: 'evoprop train --resume RUN_DIR')"))
     for r in rows:
         best, final = r["best_test_f1"], r["final_test_f1"]
@@ -461,6 +584,21 @@ def markdown_section(rows: list[TableRow], title: str | None = None, epochs: int
     parts.append("\nBest test F1: the paper's protocol (the best test macro-F1 over all epochs, epoch chosen on the "
                  "test split). Val-selected: the honest protocol (test macro-F1 at the epoch with the best "
                  "validation macro-F1)."
+                 + " Final: the test macro-F1 at the last epoch read."
                  + (" ± is the sample standard deviation over seeds." if any(r["runs"] > 1 for r in rows) else "")
+                 + (_target_legend(rows) if any(r["target_f1"] is not None for r in rows) else "")
                  + "\n")
+    if any(r["baseline"] is not None for r in rows) and len(rows) > 1:
+        base = next(r for r in rows if r["baseline"] is not None)
+        parts.append(f"\n{'#' * (level + 1)} Paired against {base['baseline']}\n\n" + paired_table(rows)
+                     + "\nPer seed, the method's number minus the baseline's (same seed: same data split, initial "
+                     "weights and mini-batch order); the mean over seeds with the paired Student-t 95 % interval, "
+                     "mean ± t(0.975, n−1)·s/√n (none with one seed); won: seeds where the method is better.\n")
     return "".join(parts)
+
+
+def _target_legend(rows: list[TableRow]) -> str:
+    target = next(r["target_f1"] for r in rows if r["target_f1"] is not None)
+    return (f" Epochs / time to F1 ≥ {target:g}: the first epoch whose test macro-F1 reaches {target:g}, and the "
+            "wall seconds of training and evaluation until its end; mean over the seeds that reached it ((k/n): "
+            "only k of n did).")

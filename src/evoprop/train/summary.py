@@ -31,3 +31,16 @@ def summarize(history: list[dict]) -> dict:
         chosen = max(history, key=lambda h: (h["val_f1"], -h["epoch"]))
         out.update(val_selected_test_f1=chosen["test_f1"], val_selected_epoch=chosen["epoch"], best_val_f1=chosen["val_f1"])
     return out
+
+
+def time_to_target(history: list[dict], target_f1: float) -> dict:
+    """The first epoch whose test macro-F1 reaches ``target_f1`` and the wall seconds spent until its end.
+
+    ``{"epochs_to_target": None, "seconds_to_target": None}`` when no epoch reaches it.
+    """
+    seconds = 0.0
+    for h in history:
+        seconds += h.get("seconds", 0.0)
+        if h["test_f1"] >= target_f1:
+            return {"epochs_to_target": h["epoch"], "seconds_to_target": seconds}
+    return {"epochs_to_target": None, "seconds_to_target": None}
