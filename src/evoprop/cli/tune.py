@@ -32,7 +32,8 @@ from evoprop.tune.settings import METRICS, PRUNERS, SAMPLERS, load_tune_config
               help="Folder of the figures uploaded for Optuna Dashboard [default: OUT/artifacts].")
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler [default: study.sampler, else tpe].")
 @click.option("--sampler-seed", type=int, metavar="N",
-              help="Seed of the sampler; give each separately started worker its own [default: study.seed, else 0].")
+              help="Seed of the sampler in the process that creates the study; processes joining it derive "
+                   "their own, so they never replay its proposals [default: study.seed, else 0].")
 @click.option("--pruner", type=click.Choice(PRUNERS), help="Pruner fed with the per-epoch metric [default: median].")
 @click.option("--metric", type=click.Choice(METRICS),
               help="Per-epoch metric a trial is scored on (never a test-split one) [default: val_f1].")
@@ -54,7 +55,7 @@ def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifa
 
     Examples:
 
-      evoprop tune --config examples/tune-mnist.yaml --n-trials 3 --storage sqlite:///s.db --epochs 1
+      evoprop tune --config examples/tune-mnist.yaml --study-name quick --n-trials 3 --epochs 1
 
       evoprop tune --config examples/tune-mnist.yaml --n-trials 40 --n-jobs 2
 

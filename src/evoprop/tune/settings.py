@@ -41,7 +41,7 @@ class StudySettings:
     reduce: str = "best"  # the trial's value: the metric's best epoch, or its last
     sampler: str = "tpe"
     sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the Optuna sampler
-    seed: int | None = 0  # the sampler's seed; worker k of --n-jobs uses seed + k
+    seed: int | None = 0  # the sampler's seed in the process creating the study; others derive theirs (study.py)
     pruner: str = "median"
     pruner_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the Optuna pruner
     n_trials: int = 20  # finished (complete or pruned) trials the study should hold, over all workers
@@ -143,8 +143,10 @@ def _study_settings(data: dict, overrides: dict, path) -> StudySettings:
             raise ConfigError(f"study.{name} must be a positive integer, got {value!r}")
     if isinstance(study.max_retry, bool) or not isinstance(study.max_retry, int) or study.max_retry < 0:
         raise ConfigError(f"study.max_retry must be an integer >= 0, got {study.max_retry!r}")
-    if study.seed is not None and (isinstance(study.seed, bool) or not isinstance(study.seed, int)):
-        raise ConfigError(f"study.seed must be an integer or null, got {study.seed!r}")
+    if study.seed is not None and (isinstance(study.seed, bool) or not isinstance(study.seed, int)
+                                   or not 0 <= study.seed < 2**32):
+        raise ConfigError(f"study.seed must be an integer from 0 to 2**32 - 1 (NumPy's seed range) or null, "
+                          f"got {study.seed!r}")
     if study.grace_period <= study.heartbeat_interval:
         raise ConfigError("study.grace_period must be longer than study.heartbeat_interval, or live trials are failed")
     for name in ("sampler_options", "pruner_options", "rating"):
