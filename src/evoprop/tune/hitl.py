@@ -12,6 +12,11 @@ widget with optuna-dashboard (a slider or a choice, ``study.rating``); then, in 
 ``study.waiting`` trials are kept ready for rating at once, so the person never waits
 for training; the loop ends when ``n_trials`` trials are rated. A trial can also be
 rated from Python: ``study.tell(trial_number, value)``.
+
+The dashboard offers the rating form (and "Fail trial") for every RUNNING trial, also one
+still training. Such an early rating is taken: the trial keeps the person's verdict, its
+run still finishes in its run directory (without figures in the dashboard), and the study
+goes on with the next proposal.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ import warnings
 from typing import Any, Callable
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import TrialState
 from optuna_dashboard import ObjectiveChoiceWidget, ObjectiveSliderWidget, register_objective_form_widgets
 
 from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.tune.artifacts import artifact_store
-from evoprop.tune.objective import train_trial, trial_title
+from evoprop.tune.objective import frozen, train_trial, trial_title
 from evoprop.tune.settings import TuneConfig
 from evoprop.tune.study import StudyResult, count_trials, finish, open_study
 
@@ -105,11 +110,24 @@ def _propose(study: optuna.Study, tune: TuneConfig, store, echo: Callable[[str],
     trial = study.ask()
     try:
         train_trial(trial, tune, store)
+    except UpdateFinishedTrialError:  # rated or failed in the dashboard while it trained: the person decided
+        decided = frozen(trial)
+        verdict = f"rated {decided.value:g}" if decided.state == TrialState.COMPLETE else decided.state.name.lower()
+        echo(f"{trial_title(trial)} was {verdict} in the dashboard before its training finished; kept as given")
+        return
     except TrainingDiverged:
-        study.tell(trial, state=TrialState.FAIL)
+        _fail_if_running(study, trial)
         echo(f"{trial_title(trial)} diverged; not shown for rating")
         return
     except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
+        _fail_if_running(study, trial)
         raise
     echo(f"{trial_title(trial)} is ready for rating (trial {trial.number})")
+
+
+def _fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Fail a trial that no rating has finished yet (a person may have rated it meanwhile: that verdict stays)."""
+    try:
+        study.tell(trial, state=TrialState.FAIL)
+    except (UpdateFinishedTrialError, ValueError):  # ValueError: Optuna's "Cannot tell a COMPLETE trial"
+        pass
