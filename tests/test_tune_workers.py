@@ -111,6 +111,7 @@ def test_a_fresh_single_worker_study_with_a_seed_is_reproducible(tmp_path, data_
     assert params[0] == params[1]
 
 
+@pytest.mark.slow
 def test_worker_processes_take_the_users_thread_setting(tmp_path, data_dir):
     config = write_tune_config(tmp_path / "threads.yaml", data_dir, train={"epochs": 1, "limit_train": 200},
                                study={"pruner": "none", "figures": False})

@@ -9,6 +9,7 @@ import click
 
 from evoprop.cli.train import _with_options
 from evoprop.tune.settings import METRICS, PRUNERS, SAMPLERS, load_tune_config
+from evoprop.tune.storage import shown
 
 
 @click.command("tune")
@@ -67,7 +68,7 @@ def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifa
                  human=human)
     tune = load_tune_config(config_file, train, study)
     echo = lambda line: click.echo(line, err=True)  # noqa: E731  progress on stderr, the result on stdout
-    echo(f"study '{tune.study.name}' in {tune.storage}: {len(tune.space)} searched setting(s), "
+    echo(f"study '{tune.study.name}' in {shown(tune.storage)}: {len(tune.space)} searched setting(s), "
          f"{tune.study.n_trials} trials, sampler {tune.study.sampler}, "
          + ("objective: a person's rating" if tune.study.human else
             f"objective: {tune.study.metric} ({tune.study.resolved_direction}), pruner {tune.study.pruner}"))
@@ -85,7 +86,7 @@ def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifa
 def _print_result(tune, result) -> None:
     c = result.counts
     click.echo(f"study '{tune.study.name}': {c['finished']} finished ({c['complete']} complete, {c['pruned']} pruned), "
-               f"{c['fail']} failed, {c['running']} running | {tune.storage}")
+               f"{c['fail']} failed, {c['running']} running | {shown(tune.storage)}")
     if result.best is None:
         click.echo("no trial completed: no best configuration")
         return

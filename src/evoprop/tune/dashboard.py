@@ -19,7 +19,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from evoprop.errors import ConfigError
-from evoprop.tune.storage import is_url, open_storage
+from evoprop.tune.storage import is_url, open_storage, shown
 from evoprop.tune.study import ARTIFACTS_ATTR
 
 
@@ -97,8 +97,8 @@ def serve(storage_spec: str, host: str = "127.0.0.1", port: int = 8080,
                              handler_class=WSGIRequestHandler if log_requests else _QuietHandler)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    echo(f"Optuna Dashboard for {storage_spec}: http://{shown}:{server.server_port}/dashboard "
+    where = "localhost" if host in ("127.0.0.1", "::1") else host
+    echo(f"Optuna Dashboard for {shown(storage_spec)}: http://{where}:{server.server_port}/dashboard "
          f"({'figures from ' + ', '.join(map(str, folders)) if folders else 'no artifact folder found'}; Ctrl-C stops)")
     with server:
         try:

@@ -35,6 +35,7 @@ from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.tune.artifacts import artifact_store
 from evoprop.tune.objective import frozen, train_trial, trial_title
 from evoprop.tune.settings import TuneConfig
+from evoprop.tune.storage import shown
 from evoprop.tune.study import StudyResult, count_trials, finish, open_study
 
 SLIDER_DEFAULTS = {"min": 1, "max": 10, "step": 1, "labels": [[1, "useless"], [10, "excellent"]],
@@ -100,7 +101,7 @@ def run_human_study(tune: TuneConfig, echo: Callable[[str], None] | None = None,
         if announced != counts["complete"]:
             announced = counts["complete"]
             echo(f"{counts['complete']}/{target} rated; {counts['running']} trial(s) wait for a rating in the "
-                 f"dashboard: evoprop dashboard {tune.storage}")
+                 f"dashboard: evoprop dashboard {shown(tune.storage)}")
         time.sleep(poll)
     return finish(tune, study)
 

@@ -46,7 +46,7 @@ from evoprop.tune.artifacts import artifact_store
 from evoprop.tune.objective import Objective, SurplusTrial
 from evoprop.tune.settings import TuneConfig
 from evoprop.tune.space import apply_values
-from evoprop.tune.storage import open_storage
+from evoprop.tune.storage import open_storage, shown
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SETTINGS_ATTR, ARTIFACTS_ATTR = "evoprop_settings", "evoprop_artifact_dir"
@@ -138,7 +138,7 @@ def open_study(tune: TuneConfig, *, worker: int = 0, heartbeat: bool = True) -> 
                                             pruner=make_pruner(tune), direction=s.resolved_direction,
                                             load_if_exists=True)
     except ValueError as exc:  # e.g. the stored study optimises in the other direction
-        raise ConfigError(f"study {s.name} in {tune.storage}: {exc}") from None
+        raise ConfigError(f"study {s.name} in {shown(tune.storage)}: {exc}") from None
     fingerprint = settings_fingerprint(tune)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
@@ -146,7 +146,7 @@ def open_study(tune: TuneConfig, *, worker: int = 0, heartbeat: bool = True) -> 
         study.set_user_attr(ARTIFACTS_ATTR, str(tune.artifact_dir.resolve()))
         _name_objective(study, tune)
     elif stored != fingerprint:
-        raise ConfigError(f"study {s.name} in {tune.storage} was created with other settings "
+        raise ConfigError(f"study {s.name} in {shown(tune.storage)} was created with other settings "
                           f"({', '.join(_differences(stored, fingerprint))} differ): its trials would not be "
                           "comparable; give another --study-name")
     return study
@@ -350,7 +350,7 @@ def write_best_config(tune: TuneConfig, trial: FrozenTrial, path: str | Path | N
     path.parent.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(best_config(tune, trial).to_dict()))  # tuples -> lists: plain YAML
     what = "rating" if tune.study.human else f"{tune.study.metric} ({tune.study.reduce} epoch)"
-    header = (f"# Best trial ({trial.number}) of study '{tune.study.name}' in {tune.storage}: {what} {trial.value:.6g}\n"
+    header = (f"# Best trial ({trial.number}) of study '{tune.study.name}' in {shown(tune.storage)}: {what} {trial.value:.6g}\n"
               f"# Its run: {trial.user_attrs.get('run_dir', '?')}\n"
               f"# Re-run it: evoprop train --config {path}\n")
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))
