@@ -127,29 +127,39 @@ def open_study(tune: TuneConfig, *, worker: int = 0, heartbeat: bool = True) -> 
     storage = open_storage(tune.storage, heartbeat_interval=s.heartbeat_interval if heartbeat else None,
                            grace_period=s.grace_period, max_retry=s.max_retry)
     try:
-        with _quiet_optuna():  # not Optuna's 'A new study created' line
+        with quiet_optuna():  # not Optuna's 'A new study created' line
             try:  # creating is atomic in every storage: of several processes starting together, one creates
                 study = optuna.create_study(study_name=s.name, storage=storage, sampler=make_sampler(tune, s.seed),
                                             pruner=make_pruner(tune), direction=s.resolved_direction)
             except optuna.exceptions.DuplicatedStudyError:
-                history = len(storage.get_all_trials(storage.get_study_id_from_name(s.name), deepcopy=False))
-                sampler = make_sampler(tune, process_seed(s.seed, worker, history))
+                sampler = make_sampler(tune, joining_seed(tune, storage, worker))
                 study = optuna.create_study(study_name=s.name, storage=storage, sampler=sampler,
                                             pruner=make_pruner(tune), direction=s.resolved_direction,
                                             load_if_exists=True)
     except ValueError as exc:  # e.g. the stored study optimises in the other direction
         raise ConfigError(f"study {s.name} in {shown(tune.storage)}: {exc}") from None
+    check_settings(study, tune)
+    _name_objective(study, tune)
+    return study
+
+
+def joining_seed(tune: TuneConfig, storage: optuna.storages.BaseStorage, worker: int = 0) -> int | None:
+    """:func:`process_seed` for a process joining the existing study ``tune.study.name`` in ``storage``."""
+    history = len(storage.get_all_trials(storage.get_study_id_from_name(tune.study.name), deepcopy=False))
+    return process_seed(tune.study.seed, worker, history)
+
+
+def check_settings(study, tune: TuneConfig) -> None:
+    """Record the settings in a new study (and its artifact folder); refuse to join one made with others."""
     fingerprint = settings_fingerprint(tune)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         study.set_user_attr(SETTINGS_ATTR, fingerprint)
         study.set_user_attr(ARTIFACTS_ATTR, str(tune.artifact_dir.resolve()))
-        _name_objective(study, tune)
     elif stored != fingerprint:
-        raise ConfigError(f"study {s.name} in {shown(tune.storage)} was created with other settings "
+        raise ConfigError(f"study {tune.study.name} in {shown(tune.storage)} was created with other settings "
                           f"({', '.join(_differences(stored, fingerprint))} differ): its trials would not be "
                           "comparable; give another --study-name")
-    return study
 
 
 def settings_fingerprint(tune: TuneConfig) -> dict:
@@ -202,7 +212,7 @@ def run_worker(tune: TuneConfig, worker: int = 0, echo: Callable[[str], None] | 
     objective = Objective(tune, store, echo=echo if verbose else None)
     target = _target_trials(tune)
     told = False
-    with _quiet_optuna():
+    with quiet_optuna():
         while True:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
@@ -251,7 +261,7 @@ def _trial_logger(tune: TuneConfig, echo: Callable[[str], None]):
 
 
 @contextlib.contextmanager
-def _quiet_optuna():
+def quiet_optuna():
     """Optuna's own per-trial log lines (tracebacks of expected failures included) give way to evoprop's."""
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -345,12 +355,16 @@ def best_config(tune: TuneConfig, trial: FrozenTrial) -> TrainConfig:
     return apply_values(tune.train, trial.params)
 
 
-def write_best_config(tune: TuneConfig, trial: FrozenTrial, path: str | Path | None = None) -> Path:
+def write_best_config(tune: TuneConfig, trial: FrozenTrial, path: str | Path | None = None,
+                      what: str | None = None) -> Path:
+    """``trial``'s configuration as a config file, with a header saying why it is best (``what``: its value)."""
     path = Path(path or tune.out / "best.yaml")
     path.parent.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(best_config(tune, trial).to_dict()))  # tuples -> lists: plain YAML
-    what = "rating" if tune.study.human else f"{tune.study.metric} ({tune.study.reduce} epoch)"
-    header = (f"# Best trial ({trial.number}) of study '{tune.study.name}' in {shown(tune.storage)}: {what} {trial.value:.6g}\n"
+    if what is None:
+        what = "rating" if tune.study.human else f"{tune.study.metric} ({tune.study.reduce} epoch)"
+        what = f"{what} {trial.value:.6g}"
+    header = (f"# Best trial ({trial.number}) of study '{tune.study.name}' in {shown(tune.storage)}: {what}\n"
               f"# Its run: {trial.user_attrs.get('run_dir', '?')}\n"
               f"# Re-run it: evoprop train --config {path}\n")
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))
