@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.tune.artifacts import CURVE, WEIGHTS, artifact_store
-from evoprop.tune.objective import frozen, train_trial, trial_title
+from evoprop.tune.objective import fail_unless_decided, frozen, train_trial, trial_title
 from evoprop.tune.settings import TuneConfig
 from evoprop.tune.storage import open_storage, shown
 from evoprop.tune.study import (StudyResult, check_settings, count_trials, joining_seed, quiet_optuna,
@@ -139,20 +139,13 @@ def _propose(study, tune: TuneConfig, store, echo: Callable[[str], None]) -> Non
              "finished; kept as given")
         return
     except TrainingDiverged:
-        _fail_if_running(study, trial)
+        fail_unless_decided(trial)
         echo(f"{trial_title(trial)} diverged; not shown for comparison")
         return
     except BaseException:
-        _fail_if_running(study, trial)
+        fail_unless_decided(trial)
         raise
     echo(f"{trial_title(trial)} is ready for comparison (trial {trial.number})")
-
-
-def _fail_if_running(study, trial: optuna.Trial) -> None:
-    try:
-        study._study.tell(trial, state=TrialState.FAIL)  # PreferentialStudy has no tell of its own
-    except (UpdateFinishedTrialError, ValueError):  # compared meanwhile: that verdict stays
-        pass
 
 
 def wins(study) -> dict[int, int]:

@@ -33,7 +33,7 @@ from optuna_dashboard import ObjectiveChoiceWidget, ObjectiveSliderWidget, regis
 
 from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.tune.artifacts import artifact_store
-from evoprop.tune.objective import frozen, train_trial, trial_title
+from evoprop.tune.objective import fail_unless_decided, frozen, train_trial, trial_title
 from evoprop.tune.settings import TuneConfig
 from evoprop.tune.storage import shown
 from evoprop.tune.study import StudyResult, count_trials, finish, open_study
@@ -117,18 +117,10 @@ def _propose(study: optuna.Study, tune: TuneConfig, store, echo: Callable[[str],
         echo(f"{trial_title(trial)} was {verdict} in the dashboard before its training finished; kept as given")
         return
     except TrainingDiverged:
-        _fail_if_running(study, trial)
+        fail_unless_decided(trial)
         echo(f"{trial_title(trial)} diverged; not shown for rating")
         return
     except BaseException:
-        _fail_if_running(study, trial)
+        fail_unless_decided(trial)
         raise
     echo(f"{trial_title(trial)} is ready for rating (trial {trial.number})")
-
-
-def _fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Fail a trial that no rating has finished yet (a person may have rated it meanwhile: that verdict stays)."""
-    try:
-        study.tell(trial, state=TrialState.FAIL)
-    except (UpdateFinishedTrialError, ValueError):  # ValueError: Optuna's "Cannot tell a COMPLETE trial"
-        pass

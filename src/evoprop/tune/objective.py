@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from evoprop.errors import ConfigError, TrainingDiverged
@@ -119,6 +120,14 @@ def adopt_run(trial: optuna.Trial, run: RunDir, store, echo: Callable[[str], Non
              f"({summary['status']}, {run.path}); adopted, not retrained")
     _record(trial, summary, run, store, trial_title(trial), status=summary["status"])
     return summary, run.read_metrics()
+
+
+def fail_unless_decided(trial: optuna.Trial) -> None:
+    """Mark a trial failed, unless a person finished it meanwhile in the dashboard (then that verdict stays)."""
+    try:
+        trial.study.tell(trial, state=TrialState.FAIL)
+    except (UpdateFinishedTrialError, ValueError):  # ValueError: Optuna's "Cannot tell a COMPLETE trial"
+        pass
 
 
 def _record(trial, summary: dict, run: RunDir, store, title: str, status: str) -> None:

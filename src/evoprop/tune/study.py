@@ -207,7 +207,7 @@ def run_worker(tune: TuneConfig, worker: int = 0, echo: Callable[[str], None] | 
     process opened it (and so its sampler), else it is opened here.
     """
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-    study = study or open_study(tune, worker=worker)
+    study = open_study(tune, worker=worker) if study is None else study
     store = artifact_store(tune.artifact_dir) if tune.study.figures else None
     objective = Objective(tune, store, echo=echo if verbose else None)
     target = _target_trials(tune)
