@@ -140,6 +140,7 @@ def test_a_wrong_rating_widget_is_one_clear_error(tmp_path, data_dir):
     assert rating_widget({}).max == 10.0  # the default: a slider from 1 to 10
 
 
+@pytest.mark.slow
 def test_a_rating_or_a_fail_given_while_the_trial_still_trains_is_taken_and_the_study_goes_on(tmp_path, data_dir):
     # trials long enough (~1-2 s) that the person can press Submit (or Fail trial) before the figures exist
     config = write_tune_config(tmp_path / "early.yaml", data_dir, train={"epochs": 40, "limit_train": 2000},
@@ -195,6 +196,7 @@ def test_a_rating_or_a_fail_given_while_the_trial_still_trains_is_taken_and_the_
     assert json.loads((tmp_path / "o" / "trials" / "trial-0000" / "summary.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_compare_mode_keeps_k_trials_to_compare_and_replaces_the_worst_posted_like_the_dashboard(tmp_path, data_dir):
     from evoprop.tune.compare import FIGURE_ATTR, run_compare_study
 

@@ -144,6 +144,7 @@ study.optimize(objective, n_trials=1)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_run_that_finished_before_its_worker_died_is_adopted_not_retrained(tmp_path, data_dir, kind):
     config = write_tune_config(tmp_path / "adopt.yaml", data_dir,
