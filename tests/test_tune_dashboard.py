@@ -138,3 +138,119 @@ def test_a_wrong_rating_widget_is_one_clear_error(tmp_path, data_dir):
     with pytest.raises(ConfigError, match="unknown study.rating.widget 'stars'"):
         rating_widget({"widget": "stars"})
     assert rating_widget({}).max == 10.0  # the default: a slider from 1 to 10
+
+
+@pytest.mark.slow
+def test_a_rating_or_a_fail_given_while_the_trial_still_trains_is_taken_and_the_study_goes_on(tmp_path, data_dir):
+    # trials long enough (~1-2 s) that the person can press Submit (or Fail trial) before the figures exist
+    config = write_tune_config(tmp_path / "early.yaml", data_dir, train={"epochs": 40, "limit_train": 2000},
+                               study={"human": True, "n_trials": 2, "waiting": 1})
+    tune = load_tune_config(config, {}, {"storage": f"sqlite:///{tmp_path / 'study.db'}", "out": str(tmp_path / "o")})
+    outcome: dict = {}
+
+    def propose():
+        try:
+            outcome["result"] = run_human_study(tune, echo=lambda line: None, poll=0.05, timeout=90)
+        except Exception as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    study_loop = threading.Thread(target=propose)
+    study_loop.start()
+    while study_loop.is_alive() and not _study_exists(tune.storage):
+        time.sleep(0.02)
+    app, _ = dashboard_app(tune.storage, [tune.artifact_dir])
+    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    told, early = {}, []
+    # trial 0: rated 7 while training; trial 1: failed while training; trial 2 onwards: rated 3 once shown
+    verdicts = [{"state": "Complete", "values": [7.0]}, {"state": "Fail"}]
+    try:
+        deadline = time.monotonic() + 90
+        while study_loop.is_alive() and time.monotonic() < deadline:
+            study = json.loads(_get(f"{base}/api/studies/1"))
+            for trial in study["trials"]:
+                if trial["state"] != "Running" or trial["number"] in told:
+                    continue
+                training = not trial["artifacts"]
+                if trial["number"] < len(verdicts) and training:
+                    summary = tmp_path / "o" / "trials" / f"trial-{trial['number']:04d}" / "summary.json"
+                    early.append(not summary.exists() or json.loads(summary.read_text())["status"] == "running")
+                    body = verdicts[trial["number"]]
+                elif not training:
+                    body = {"state": "Complete", "values": [3.0]}
+                else:
+                    continue
+                assert _post(f"{base}/api/trials/{trial['trial_id']}/tell", body) == 204
+                told[trial["number"]] = body
+            time.sleep(0.02)
+        study_loop.join(timeout=30)
+    finally:
+        server.shutdown()
+    assert "error" not in outcome, outcome.get("error")
+    assert early == [True, True], "the verdicts did not arrive while the trials trained; lengthen the trials"
+    trials = outcome["result"].study.get_trials()
+    assert [t.state for t in trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[0].value == 7.0  # the early rating is the trial's value
+    assert [t.value for t in trials if t.state == TrialState.COMPLETE] == [7.0, 3.0]  # and the study went on
+    assert json.loads((tmp_path / "o" / "trials" / "trial-0000" / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_compare_mode_keeps_k_trials_to_compare_and_replaces_the_worst_posted_like_the_dashboard(tmp_path, data_dir):
+    from evoprop.tune.compare import FIGURE_ATTR, run_compare_study
+
+    config = write_tune_config(tmp_path / "pairs.yaml", data_dir, train={"epochs": 1},
+                               study={"human": "compare", "n_trials": 3, "waiting": 2, "sampler": "random"})
+    tune = load_tune_config(config, {}, {"storage": f"sqlite:///{tmp_path / 'study.db'}", "out": str(tmp_path / "o")})
+    outcome: dict = {}
+
+    def propose():
+        try:
+            outcome["result"] = run_compare_study(tune, echo=lambda line: None, poll=0.05, timeout=60)
+        except Exception as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    study_loop = threading.Thread(target=propose)
+    study_loop.start()
+    while study_loop.is_alive() and not _study_exists(tune.storage):
+        time.sleep(0.05)
+    app, _ = dashboard_app(tune.storage, [tune.artifact_dir])
+    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    shown_pairs = []
+    try:
+        deadline = time.monotonic() + 60
+        while study_loop.is_alive() and time.monotonic() < deadline:
+            study = json.loads(_get(f"{base}/api/studies/1"))
+            assert study["is_preferential"] and study["feedback_component_type"]["output_type"] == "artifact"
+            worse = {w for _, w in study["preferences"]}
+            active = [t for t in study["trials"] if t["state"] in ("Running", "Complete") and t["number"] not in worse]
+            ready = [t for t in active if any(a["key"] == FIGURE_ATTR for a in t["user_attrs"])]
+            if len(active) == 2 and len(ready) == 2 and [t["number"] for t in ready] not in shown_pairs:
+                shown_pairs.append([t["number"] for t in ready])  # the person clicks the earlier one as the worse
+                assert _post(f"{base}/api/studies/1/preference", {"mode": "ChooseWorst", "candidates": shown_pairs[-1],
+                                                                   "clicked": shown_pairs[-1][0]}) == 204
+            time.sleep(0.05)
+        study_loop.join(timeout=10)
+    finally:
+        server.shutdown()
+    assert "error" not in outcome, outcome.get("error")
+    assert shown_pairs == [[0, 1], [1, 2]]  # the worst left, the next proposal joined the one kept
+    result = outcome["result"]
+    assert [t.state for t in result.study.get_trials()] == [TrialState.COMPLETE] * 3
+    assert result.best.number == 2 and result.best_config_path.is_file()
+
+
+@pytest.mark.parametrize("study, message", [
+    ({"human": "stars"}, "study.human must be false, true (= rate), rate or compare"),
+    ({"human": "compare", "waiting": 1}, "it needs 2 or more"),
+    ({"human": "compare", "figures": False}, "it needs study.figures: true"),
+])
+def test_a_wrong_human_in_the_loop_mode_is_one_clear_error(tmp_path, data_dir, study, message):
+    from evoprop.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_tune_config(write_tune_config(tmp_path / "h.yaml", data_dir, study=study))
+    assert message in str(err.value)

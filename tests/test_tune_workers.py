@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -81,3 +82,89 @@ def test_a_killed_workers_trial_is_marked_failed_and_retried_with_the_same_setti
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == killed.params and retries[0].system_attrs["failed_trial"] == 0
     assert result.counts["finished"] == 2 and result.counts["running"] == 0
+    # the restarted worker's sampler does not replay the dead one's: its new trial is not trial 0 again
+    fresh = [t for t in trials if t.number > 0 and "retry_of" not in t.user_attrs]
+    assert len(fresh) == 1 and fresh[0].params != killed.params
+
+
+def test_the_same_command_with_more_trials_adds_new_trials_instead_of_replaying_the_first(tmp_path, data_dir):
+    from evoprop.cli.main import main
+
+    config = write_tune_config(tmp_path / "more.yaml", data_dir, train={"epochs": 1},
+                               study={"pruner": "none", "figures": False})
+    args = ["tune", "--config", str(config), "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(tmp_path / "o")]
+    assert main(args + ["--n-trials", "3"]) == 0
+    assert main(args + ["--n-trials", "6"]) == 0  # joins the study: its sampler must not start where the first did
+    trials = optuna.load_study(study_name="more", storage=open_storage(f"sqlite:///{tmp_path / 's.db'}")).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
+
+
+def test_a_fresh_single_worker_study_with_a_seed_is_reproducible(tmp_path, data_dir):
+    params = []
+    for name in ("a", "b"):
+        config = write_tune_config(tmp_path / f"{name}.yaml", data_dir, train={"epochs": 1, "limit_train": 200},
+                                   study={"pruner": "none", "figures": False, "name": "same"})
+        tune = load_tune_config(config, {}, {"storage": f"sqlite:///{tmp_path / name}.db", "out": str(tmp_path / name),
+                                             "n_trials": 2})
+        params.append([t.params for t in run_study(tune, echo=lambda line: None).study.get_trials()])
+    assert params[0] == params[1]
+
+
+@pytest.mark.slow
+def test_worker_processes_take_the_users_thread_setting(tmp_path, data_dir):
+    config = write_tune_config(tmp_path / "threads.yaml", data_dir, train={"epochs": 1, "limit_train": 200},
+                               study={"pruner": "none", "figures": False})
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    # two threads per worker as the user said, not the machine's cores shared out (1 each on 2 cores)
+    env = {**subprocess_env(), "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run([sys.executable, "-m", "evoprop", "tune", "--config", str(config), "--storage", storage,
+                           "--out", str(tmp_path / "o"), "--n-trials", "4", "--n-jobs", "2"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    trials = optuna.load_study(study_name="threads", storage=open_storage(storage)).get_trials()
+    # (both the worker in the command's own process and the one it spawns used to set cores // n_jobs)
+    assert {t.user_attrs["threads"] for t in trials if t.state in FINISHED} == {2}
+
+
+_TRAIN_THEN_DIE = """
+import os, signal, sys
+from evoprop.tune import load_tune_config
+from evoprop.tune.objective import train_trial
+from evoprop.tune.study import open_study
+
+tune = load_tune_config(sys.argv[1], {}, {"storage": sys.argv[2], "out": sys.argv[3]})
+study = open_study(tune)
+
+def objective(trial):
+    train_trial(trial, tune, None)  # the run finishes (summary: completed) ...
+    os.kill(os.getpid(), signal.SIGKILL)  # ... and the worker dies before it tells the study
+
+study.optimize(objective, n_trials=1)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_run_that_finished_before_its_worker_died_is_adopted_not_retrained(tmp_path, data_dir, kind):
+    config = write_tune_config(tmp_path / "adopt.yaml", data_dir,
+                               study={"pruner": "none", "figures": False, "heartbeat_interval": 1, "grace_period": 2})
+    storage = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "study.log")
+    out = tmp_path / "out"
+    died = subprocess.run([sys.executable, "-c", _TRAIN_THEN_DIE, str(config), storage, str(out)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    first = out / "trials" / "trial-0000"
+    assert json.loads((first / "summary.json").read_text())["status"] == "completed"
+    metrics_before = (first / "metrics.jsonl").read_text()
+
+    tune = load_tune_config(config, {}, {"storage": storage, "out": str(out), "n_trials": 1})
+    result = run_study(tune, echo=lambda line: None)
+
+    dead, retry = result.study.get_trials()
+    assert dead.state == TrialState.FAIL and retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == 0
+    assert retry.user_attrs["run_dir"] == str(first.resolve())  # the finished run is the retry's run
+    assert not (out / "trials" / "trial-0001").exists()  # nothing was trained again
+    assert (first / "metrics.jsonl").read_text() == metrics_before
+    summary = json.loads((first / "summary.json").read_text())
+    assert retry.value == summary["best_val_f1"] and sorted(retry.intermediate_values) == [1, 2]

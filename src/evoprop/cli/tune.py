@@ -9,6 +9,7 @@ import click
 
 from evoprop.cli.train import _with_options
 from evoprop.tune.settings import METRICS, PRUNERS, SAMPLERS, load_tune_config
+from evoprop.tune.storage import shown
 
 
 @click.command("tune")
@@ -32,13 +33,15 @@ from evoprop.tune.settings import METRICS, PRUNERS, SAMPLERS, load_tune_config
               help="Folder of the figures uploaded for Optuna Dashboard [default: OUT/artifacts].")
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler [default: study.sampler, else tpe].")
 @click.option("--sampler-seed", type=int, metavar="N",
-              help="Seed of the sampler; give each separately started worker its own [default: study.seed, else 0].")
+              help="Seed of the sampler in the process that creates the study; processes joining it derive "
+                   "their own, so they never replay its proposals [default: study.seed, else 0].")
 @click.option("--pruner", type=click.Choice(PRUNERS), help="Pruner fed with the per-epoch metric [default: median].")
 @click.option("--metric", type=click.Choice(METRICS),
               help="Per-epoch metric a trial is scored on (never a test-split one) [default: val_f1].")
-@click.option("--human/--no-human", default=None,
-              help="Human-in-the-loop: a trial's value is a person's rating in Optuna Dashboard "
-                   "(evoprop dashboard STORAGE) [default: study.human, else off].")
+@click.option("--human", type=click.Choice(["rate", "compare", "off"]),
+              help="Human-in-the-loop in Optuna Dashboard (evoprop dashboard STORAGE): rate: a person's rating is a "
+                   "trial's value; compare: a person picks the worst of study.waiting trials shown side by side "
+                   "[default: study.human, else off].")
 @click.option("--verbose", is_flag=True, help="Print every epoch of every trial, not one line per trial.")
 @_with_options
 def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifact_dir, sampler, sampler_seed,
@@ -54,7 +57,7 @@ def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifa
 
     Examples:
 
-      evoprop tune --config examples/tune-mnist.yaml --n-trials 3 --storage sqlite:///s.db --epochs 1
+      evoprop tune --config examples/tune-mnist.yaml --study-name quick --n-trials 3 --epochs 1
 
       evoprop tune --config examples/tune-mnist.yaml --n-trials 40 --n-jobs 2
 
@@ -63,14 +66,20 @@ def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifa
     train = {k: v for k, v in train_options.items() if v is not None}
     study = dict(n_trials=n_trials, storage=storage, name=study_name, n_jobs=n_jobs, out=out,
                  artifact_dir=artifact_dir, sampler=sampler, seed=sampler_seed, pruner=pruner, metric=metric,
-                 human=human)
+                 human=False if human == "off" else human)
     tune = load_tune_config(config_file, train, study)
     echo = lambda line: click.echo(line, err=True)  # noqa: E731  progress on stderr, the result on stdout
-    echo(f"study '{tune.study.name}' in {tune.storage}: {len(tune.space)} searched setting(s), "
+    echo(f"study '{tune.study.name}' in {shown(tune.storage)}: {len(tune.space)} searched setting(s), "
          f"{tune.study.n_trials} trials, sampler {tune.study.sampler}, "
-         + ("objective: a person's rating" if tune.study.human else
-            f"objective: {tune.study.metric} ({tune.study.resolved_direction}), pruner {tune.study.pruner}"))
-    if tune.study.human:
+         + {"rate": "objective: a person's rating",
+            "compare": f"objective: a person's choice among {tune.study.waiting} trials side by side"}.get(
+             tune.study.human, f"objective: {tune.study.metric} ({tune.study.resolved_direction}), "
+                               f"pruner {tune.study.pruner}"))
+    if tune.study.human == "compare":
+        from evoprop.tune.compare import run_compare_study
+
+        result = run_compare_study(tune, echo)
+    elif tune.study.human:
         from evoprop.tune.hitl import run_human_study
 
         result = run_human_study(tune, echo)
@@ -84,21 +93,29 @@ def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifa
 def _print_result(tune, result) -> None:
     c = result.counts
     click.echo(f"study '{tune.study.name}': {c['finished']} finished ({c['complete']} complete, {c['pruned']} pruned), "
-               f"{c['fail']} failed, {c['running']} running | {tune.storage}")
+               f"{c['fail']} failed, {c['running']} running | {shown(tune.storage)}")
     if result.best is None:
         click.echo("no trial completed: no best configuration")
+        return
+    if tune.study.human == "compare":
+        click.echo(f"best: trial {result.best.number} ({trial_params(result.best)}), never the worst of a "
+                   f"comparison, preferred over the most trials | config: {result.best_config_path} "
+                   f"(evoprop train --config {result.best_config_path})")
         return
     what = "rating" if tune.study.human else tune.study.metric
     ranked = sorted(result.study.get_trials(deepcopy=False, states=(result.best.state,)),
                     key=lambda t: t.value, reverse=tune.study.maximize)
     for trial in ranked[:5]:
-        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        click.echo(f"  trial {trial.number:>4}  {what} {trial.value:.4f}  {params}")
+        click.echo(f"  trial {trial.number:>4}  {what} {trial.value:.4f}  {trial_params(trial)}")
     honest = _val_selected_test_f1(result.best.user_attrs.get("run_dir"))
     click.echo(f"best: trial {result.best.number}, {what} {result.best.value:.4f}"
                + (f" | its test F1 at the validation-chosen epoch {honest:.4f} (reported, never used to choose)"
                   if honest is not None else "")
                + f" | config: {result.best_config_path} (evoprop train --config {result.best_config_path})")
+
+
+def trial_params(trial) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
 
 
 def _val_selected_test_f1(run_dir: str | None) -> float | None:

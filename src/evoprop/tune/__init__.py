@@ -7,6 +7,7 @@
     study      samplers, pruners, worker processes, the best configuration as a config file
     artifacts  each trial's figures, uploaded for Optuna Dashboard
     hitl       human-in-the-loop: a person's rating in the dashboard is the objective
+    compare    human-in-the-loop by comparison: a person picks the worst of k trials shown side by side
     dashboard  serve Optuna Dashboard for a storage
 """
 

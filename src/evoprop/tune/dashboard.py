@@ -19,7 +19,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from evoprop.errors import ConfigError
-from evoprop.tune.storage import is_url, open_storage
+from evoprop.tune.storage import is_url, open_storage, shown
 from evoprop.tune.study import ARTIFACTS_ATTR
 
 
@@ -86,19 +86,27 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve(storage_spec: str, host: str = "127.0.0.1", port: int = 8080,
-          artifact_dirs: list[str | Path] | None = None, echo: Callable[[str], None] | None = None,
-          log_requests: bool = False) -> None:
-    """Serve the dashboard until interrupted; ``port`` 0 picks a free port (printed in the first line)."""
-    echo = echo or (lambda line: print(line, flush=True))
+def make_dashboard_server(storage_spec: str, host: str = "127.0.0.1", port: int = 8080,
+                          artifact_dirs: list[str | Path] | None = None,
+                          log_requests: bool = False) -> tuple[WSGIServer, list[Path]]:
+    """The dashboard's server, bound and not yet serving (``serve_forever``); ``port`` 0 picks a free port."""
     app, folders = dashboard_app(storage_spec, artifact_dirs)
     try:
         server = make_server(host, port, app, server_class=_ThreadingServer,
                              handler_class=WSGIRequestHandler if log_requests else _QuietHandler)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    echo(f"Optuna Dashboard for {storage_spec}: http://{shown}:{server.server_port}/dashboard "
+    return server, folders
+
+
+def serve(storage_spec: str, host: str = "127.0.0.1", port: int = 8080,
+          artifact_dirs: list[str | Path] | None = None, echo: Callable[[str], None] | None = None,
+          log_requests: bool = False) -> None:
+    """Serve the dashboard until interrupted; ``port`` 0 picks a free port (printed in the first line)."""
+    echo = echo or (lambda line: print(line, flush=True))
+    server, folders = make_dashboard_server(storage_spec, host, port, artifact_dirs, log_requests)
+    where = "localhost" if host in ("127.0.0.1", "::1") else host
+    echo(f"Optuna Dashboard for {shown(storage_spec)}: http://{where}:{server.server_port}/dashboard "
          f"({'figures from ' + ', '.join(map(str, folders)) if folders else 'no artifact folder found'}; Ctrl-C stops)")
     with server:
         try:

@@ -12,6 +12,11 @@ widget with optuna-dashboard (a slider or a choice, ``study.rating``); then, in 
 ``study.waiting`` trials are kept ready for rating at once, so the person never waits
 for training; the loop ends when ``n_trials`` trials are rated. A trial can also be
 rated from Python: ``study.tell(trial_number, value)``.
+
+The dashboard offers the rating form (and "Fail trial") for every RUNNING trial, also one
+still training. Such an early rating is taken: the trial keeps the person's verdict, its
+run still finishes in its run directory (without figures in the dashboard), and the study
+goes on with the next proposal.
 """
 
 from __future__ import annotations
@@ -22,14 +27,15 @@ import warnings
 from typing import Any, Callable
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import TrialState
 from optuna_dashboard import ObjectiveChoiceWidget, ObjectiveSliderWidget, register_objective_form_widgets
 
 from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.tune.artifacts import artifact_store
-from evoprop.tune.objective import train_trial, trial_title
+from evoprop.tune.objective import fail_unless_decided, frozen, train_trial, trial_title
 from evoprop.tune.settings import TuneConfig
+from evoprop.tune.storage import shown
 from evoprop.tune.study import StudyResult, count_trials, finish, open_study
 
 SLIDER_DEFAULTS = {"min": 1, "max": 10, "step": 1, "labels": [[1, "useless"], [10, "excellent"]],
@@ -95,7 +101,7 @@ def run_human_study(tune: TuneConfig, echo: Callable[[str], None] | None = None,
         if announced != counts["complete"]:
             announced = counts["complete"]
             echo(f"{counts['complete']}/{target} rated; {counts['running']} trial(s) wait for a rating in the "
-                 f"dashboard: evoprop dashboard {tune.storage}")
+                 f"dashboard: evoprop dashboard {shown(tune.storage)}")
         time.sleep(poll)
     return finish(tune, study)
 
@@ -105,11 +111,16 @@ def _propose(study: optuna.Study, tune: TuneConfig, store, echo: Callable[[str],
     trial = study.ask()
     try:
         train_trial(trial, tune, store)
+    except UpdateFinishedTrialError:  # rated or failed in the dashboard while it trained: the person decided
+        decided = frozen(trial)
+        verdict = f"rated {decided.value:g}" if decided.state == TrialState.COMPLETE else decided.state.name.lower()
+        echo(f"{trial_title(trial)} was {verdict} in the dashboard before its training finished; kept as given")
+        return
     except TrainingDiverged:
-        study.tell(trial, state=TrialState.FAIL)
+        fail_unless_decided(trial)
         echo(f"{trial_title(trial)} diverged; not shown for rating")
         return
     except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
+        fail_unless_decided(trial)
         raise
     echo(f"{trial_title(trial)} is ready for rating (trial {trial.number})")

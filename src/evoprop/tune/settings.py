@@ -29,6 +29,8 @@ PRUNERS = ("median", "hyperband", "none")
 DIRECTIONS = ("maximize", "minimize")
 REDUCTIONS = ("best", "last")
 WIDGETS = ("slider", "choice")
+#: Human-in-the-loop modes: a rating per trial (evoprop.tune.hitl), or the worst of k side by side (evoprop.tune.compare).
+HUMAN_MODES = ("rate", "compare")
 #: Per-epoch metrics a trial can be scored on; test_* are refused (see check_metric).
 METRICS = ("val_f1", "val_accuracy", "val_loss", "train_loss")
 
@@ -41,7 +43,7 @@ class StudySettings:
     reduce: str = "best"  # the trial's value: the metric's best epoch, or its last
     sampler: str = "tpe"
     sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the Optuna sampler
-    seed: int | None = 0  # the sampler's seed; worker k of --n-jobs uses seed + k
+    seed: int | None = 0  # the sampler's seed in the process creating the study; others derive theirs (study.py)
     pruner: str = "median"
     pruner_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the Optuna pruner
     n_trials: int = 20  # finished (complete or pruned) trials the study should hold, over all workers
@@ -53,9 +55,11 @@ class StudySettings:
     grace_period: int = 60  # seconds without a heartbeat after which a trial counts as dead, is failed and retried
     max_retry: int = 3  # retries of a trial whose worker died
     figures: bool = True  # draw each trial's figures and upload them for the dashboard (~0.3 s a trial)
-    human: bool = False  # human-in-the-loop: the value of a trial is a person's rating in the dashboard
+    # human-in-the-loop: false; rate (or true): a person's rating in the dashboard is a trial's value;
+    # compare: a person picks the worst of `waiting` trials shown side by side (preferential optimization)
+    human: bool | str = False
     rating: dict[str, Any] = field(default_factory=dict)  # the rating widget (see evoprop.tune.hitl)
-    waiting: int = 2  # human-in-the-loop: trials shown for rating at once
+    waiting: int = 2  # human-in-the-loop: trials ready for rating at once; compare: trials shown side by side
 
     @property
     def maximize(self) -> bool:
@@ -143,16 +147,26 @@ def _study_settings(data: dict, overrides: dict, path) -> StudySettings:
             raise ConfigError(f"study.{name} must be a positive integer, got {value!r}")
     if isinstance(study.max_retry, bool) or not isinstance(study.max_retry, int) or study.max_retry < 0:
         raise ConfigError(f"study.max_retry must be an integer >= 0, got {study.max_retry!r}")
-    if study.seed is not None and (isinstance(study.seed, bool) or not isinstance(study.seed, int)):
-        raise ConfigError(f"study.seed must be an integer or null, got {study.seed!r}")
+    if study.seed is not None and (isinstance(study.seed, bool) or not isinstance(study.seed, int)
+                                   or not 0 <= study.seed < 2**32):
+        raise ConfigError(f"study.seed must be an integer from 0 to 2**32 - 1 (NumPy's seed range) or null, "
+                          f"got {study.seed!r}")
     if study.grace_period <= study.heartbeat_interval:
         raise ConfigError("study.grace_period must be longer than study.heartbeat_interval, or live trials are failed")
     for name in ("sampler_options", "pruner_options", "rating"):
         if not isinstance(getattr(study, name), dict):
             raise ConfigError(f"study.{name} must be a mapping")
-    for name in ("human", "figures"):
-        if not isinstance(getattr(study, name), bool):
-            raise ConfigError(f"study.{name} must be true or false")
+    if not isinstance(study.figures, bool):
+        raise ConfigError("study.figures must be true or false")
+    if study.human is True:
+        study.human = "rate"
+    if study.human is not False and study.human not in HUMAN_MODES:
+        raise ConfigError(f"study.human must be false, true (= rate), rate or compare, got {study.human!r}")
+    if study.human == "compare":
+        if not study.figures:
+            raise ConfigError("study.human: compare shows each trial's figure; it needs study.figures: true")
+        if study.waiting < 2:
+            raise ConfigError("study.human: compare shows study.waiting trials side by side; it needs 2 or more")
     return study
 
 

@@ -3,7 +3,8 @@
 ``open_storage(spec)`` accepts
 
 * any SQLAlchemy URL: ``sqlite:///study.db`` (the default, one machine) or
-  ``postgresql://user:pass@host/db`` (several machines; needs a driver such as psycopg2);
+  ``postgresql+psycopg://user:pass@host/db`` (several machines; the driver is psycopg 3, the
+  ``postgres`` extra; a plain ``postgresql://`` URL uses it too when psycopg2 is not installed);
 * a file path without ``://`` (e.g. ``study.log``): Optuna's journal file storage, one
   append-only log that processes on one machine or on a shared file system can use
   without a database server.
@@ -16,6 +17,9 @@ queues a copy with the same parameters, which some worker then runs. Optuna's da
 storage has heartbeats built in; its journal storage does not, so
 :class:`HeartbeatJournalStorage` adds them through Optuna's own heartbeat interface
 (a heartbeat is a timestamp in a trial system attribute).
+
+A URL's password is never printed: :func:`shown` writes it as ``***`` wherever evoprop
+names a storage (progress lines, errors, best.yaml).
 """
 
 from __future__ import annotations
@@ -73,6 +77,34 @@ def is_url(spec: str) -> bool:
     return "://" in spec
 
 
+def shown(spec: str) -> str:
+    """``spec`` as evoprop prints it: a URL's password replaced by ***."""
+    password = _password(spec)
+    return spec if not password else spec.replace(password, "***")
+
+
+def _password(spec: str) -> str | None:
+    if not is_url(spec):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(spec).password
+    except Exception:  # not even a URL SQLAlchemy can parse: hide whatever stands between ':' and '@'
+        rest = spec.split("://", 1)[1].rsplit("@", 1)
+        return rest[0].split(":", 1)[1] if len(rest) == 2 and ":" in rest[0] else None
+
+
+def _driver_url(spec: str) -> str:
+    """``postgresql://`` means psycopg2 to SQLAlchemy; use psycopg 3 (the postgres extra) where only it is installed."""
+    import importlib.util
+
+    if spec.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None \
+            and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + spec.removeprefix("postgresql://")
+    return spec
+
+
 def open_storage(spec: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
                  max_retry: int | None = 3) -> optuna.storages.BaseStorage:
     """The storage ``spec`` names (see the module doc); with heartbeats when ``heartbeat_interval`` is given.
@@ -97,13 +129,24 @@ def open_storage(spec: str, *, heartbeat_interval: int | None = None, grace_peri
         kwargs = dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                       heartbeat_stale_trial_callback=retry)
     try:
-        return _rdb_storage(spec, kwargs)
+        return _rdb_storage(_driver_url(spec), kwargs)
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"cannot open storage {spec}: the database driver '{exc.name}' is not installed "
-                          "(e.g. pip install psycopg2-binary for postgresql://)") from None
-    except Exception as exc:  # sqlalchemy's errors for a bad URL, an unreachable server, a locked file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot open storage {spec}: {first}") from None
+        raise ConfigError(f"cannot open storage {shown(spec)}: the database driver '{exc.name}' is not installed "
+                          "(for postgresql+psycopg://: pip install 'evoprop[postgres]', i.e. psycopg 3)") from None
+    except Exception as exc:  # sqlalchemy's errors for a bad URL, an unreachable server, a wrong password
+        raise ConfigError(f"cannot open storage {shown(spec)}: {_reason(exc, spec)}") from None
+
+
+def _reason(exc: Exception, spec: str) -> str:
+    """The first line of a driver's error, without SQLAlchemy's '(psycopg.OperationalError)' prefix or the password."""
+    import re
+
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next((line for line in lines if "FATAL" in line), lines[0] if lines else type(exc).__name__)
+    reason = re.sub(r"^\([\w.]+\)\s*", "", reason)
+    password = _password(spec)
+    return reason.replace(password, "***") if password else reason
 
 
 def _rdb_storage(spec: str, kwargs: dict, attempts: int = 5) -> RDBStorage:

@@ -10,6 +10,14 @@ work instead of repeating it. The best trial's settings are written to
 Workers are processes, not threads: each trial's model initialisation uses PyTorch's
 global random generator, which threads would share, so a trial would not rebuild from its
 settings alone.
+
+Sampler seeds (see :func:`process_seed`): the process that creates a study samples with
+``study.seed`` itself, so a fresh single-worker study is reproducible. Every process that
+joins an existing study (the same command again with a larger ``--n-trials``, a restarted
+worker, the other workers of ``--n-jobs``, a second shell) seeds its sampler from the study
+seed, its worker number, the number of trials the study already holds and a random nonce:
+a sampler seeded like an earlier one would replay that one's proposals, and its repeats
+would count as new trials.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import secrets
 import sys
 import time
 import warnings
@@ -37,7 +46,7 @@ from evoprop.tune.artifacts import artifact_store
 from evoprop.tune.objective import Objective, SurplusTrial
 from evoprop.tune.settings import TuneConfig
 from evoprop.tune.space import apply_values
-from evoprop.tune.storage import open_storage
+from evoprop.tune.storage import open_storage, shown
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SETTINGS_ATTR, ARTIFACTS_ATTR = "evoprop_settings", "evoprop_artifact_dir"
@@ -54,10 +63,25 @@ class StudyResult:
     counts: dict[str, int]
 
 
-def make_sampler(tune: TuneConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler; worker k is seeded seed + k so that parallel workers do not propose the same trials."""
+def process_seed(seed: int | None, worker: int, history: int, nonce: int | None = None) -> int | None:
+    """The sampler seed of a process that joins a study holding ``history`` trials.
+
+    Derived from (study seed, worker number, history, nonce) by NumPy's SeedSequence, which
+    spreads nearby inputs over unrelated seeds; the nonce (64 random bits unless given) makes
+    two processes that join at the same moment differ too. None (an unseeded study) stays None.
+    """
+    if seed is None:
+        return None
+    import numpy as np
+
+    nonce = secrets.randbits(64) if nonce is None else nonce
+    words = [seed % 2**64, worker, history, nonce % 2**64]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint32)[0])
+
+
+def make_sampler(tune: TuneConfig, seed: int | None) -> optuna.samplers.BaseSampler:
+    """The study's sampler with ``seed`` (``study.seed`` for the study's creator, else :func:`process_seed`)."""
     s = tune.study
-    seed = None if s.seed is None else s.seed + worker
     options = dict(s.sampler_options)
     classes = {"tpe": optuna.samplers.TPESampler, "cmaes": optuna.samplers.CmaEsSampler,
                "random": optuna.samplers.RandomSampler, "grid": optuna.samplers.GridSampler}
@@ -95,28 +119,47 @@ def grid_size(tune: TuneConfig) -> int:
 
 
 def open_study(tune: TuneConfig, *, worker: int = 0, heartbeat: bool = True) -> optuna.Study:
-    """Create the study, or join it after checking that it was created with the same settings."""
+    """Create the study, or join it after checking that it was created with the same settings.
+
+    The creator's sampler is seeded with ``study.seed``; a joining process's with :func:`process_seed`.
+    """
     s = tune.study
     storage = open_storage(tune.storage, heartbeat_interval=s.heartbeat_interval if heartbeat else None,
                            grace_period=s.grace_period, max_retry=s.max_retry)
     try:
-        with _quiet_optuna():  # not Optuna's 'A new study created' line
-            study = optuna.create_study(study_name=s.name, storage=storage, sampler=make_sampler(tune, worker),
-                                        pruner=make_pruner(tune), direction=s.resolved_direction,
-                                        load_if_exists=True)
+        with quiet_optuna():  # not Optuna's 'A new study created' line
+            try:  # creating is atomic in every storage: of several processes starting together, one creates
+                study = optuna.create_study(study_name=s.name, storage=storage, sampler=make_sampler(tune, s.seed),
+                                            pruner=make_pruner(tune), direction=s.resolved_direction)
+            except optuna.exceptions.DuplicatedStudyError:
+                sampler = make_sampler(tune, joining_seed(tune, storage, worker))
+                study = optuna.create_study(study_name=s.name, storage=storage, sampler=sampler,
+                                            pruner=make_pruner(tune), direction=s.resolved_direction,
+                                            load_if_exists=True)
     except ValueError as exc:  # e.g. the stored study optimises in the other direction
-        raise ConfigError(f"study {s.name} in {tune.storage}: {exc}") from None
+        raise ConfigError(f"study {s.name} in {shown(tune.storage)}: {exc}") from None
+    check_settings(study, tune)
+    _name_objective(study, tune)
+    return study
+
+
+def joining_seed(tune: TuneConfig, storage: optuna.storages.BaseStorage, worker: int = 0) -> int | None:
+    """:func:`process_seed` for a process joining the existing study ``tune.study.name`` in ``storage``."""
+    history = len(storage.get_all_trials(storage.get_study_id_from_name(tune.study.name), deepcopy=False))
+    return process_seed(tune.study.seed, worker, history)
+
+
+def check_settings(study, tune: TuneConfig) -> None:
+    """Record the settings in a new study (and its artifact folder); refuse to join one made with others."""
     fingerprint = settings_fingerprint(tune)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         study.set_user_attr(SETTINGS_ATTR, fingerprint)
         study.set_user_attr(ARTIFACTS_ATTR, str(tune.artifact_dir.resolve()))
-        _name_objective(study, tune)
     elif stored != fingerprint:
-        raise ConfigError(f"study {s.name} in {tune.storage} was created with other settings "
+        raise ConfigError(f"study {tune.study.name} in {shown(tune.storage)} was created with other settings "
                           f"({', '.join(_differences(stored, fingerprint))} differ): its trials would not be "
                           "comparable; give another --study-name")
-    return study
 
 
 def settings_fingerprint(tune: TuneConfig) -> dict:
@@ -156,19 +199,20 @@ def count_trials(study: optuna.Study) -> dict[str, int]:
 
 
 def run_worker(tune: TuneConfig, worker: int = 0, echo: Callable[[str], None] | None = None,
-               verbose: bool = False) -> None:
+               verbose: bool = False, study: optuna.Study | None = None) -> None:
     """Run trials until the study holds n_trials finished ones, waiting while others' trials are still open.
 
     A worker never stops while another worker's trial is running: if that worker dies, its
-    trial goes stale, and this worker fails it and runs the retry.
+    trial goes stale, and this worker fails it and runs the retry. ``study``: the study as this
+    process opened it (and so its sampler), else it is opened here.
     """
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-    study = open_study(tune, worker=worker)
+    study = open_study(tune, worker=worker) if study is None else study
     store = artifact_store(tune.artifact_dir) if tune.study.figures else None
     objective = Objective(tune, store, echo=echo if verbose else None)
     target = _target_trials(tune)
     told = False
-    with _quiet_optuna():
+    with quiet_optuna():
         while True:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
@@ -217,7 +261,7 @@ def _trial_logger(tune: TuneConfig, echo: Callable[[str], None]):
 
 
 @contextlib.contextmanager
-def _quiet_optuna():
+def quiet_optuna():
     """Optuna's own per-trial log lines (tracebacks of expected failures included) give way to evoprop's."""
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -232,9 +276,9 @@ def run_study(tune: TuneConfig, echo: Callable[[str], None] | None = None, verbo
     study = open_study(tune)  # create it, and check the settings, before any worker starts
     _check_out(tune, study)
     if tune.study.n_jobs == 1:
-        run_worker(tune, 0, echo, verbose)
+        run_worker(tune, 0, echo, verbose, study)
     else:
-        _run_processes(tune, echo, verbose)
+        _run_processes(tune, study, echo, verbose)
     return finish(tune, study)
 
 
@@ -244,20 +288,21 @@ def _check_out(tune: TuneConfig, study: optuna.Study) -> None:
         raise ConfigError(f"{trials} holds the runs of another study; choose another --out or remove it")
 
 
-def _run_processes(tune: TuneConfig, echo: Callable[[str], None] | None, verbose: bool) -> None:
+def _run_processes(tune: TuneConfig, study: optuna.Study, echo: Callable[[str], None] | None, verbose: bool) -> None:
     """Worker 0 runs here; workers 1..n_jobs-1 in new processes, each with its share of the CPU threads."""
     import torch
 
     context = multiprocessing.get_context("spawn")  # fork would copy PyTorch's thread pools mid-use
-    others = [context.Process(target=_worker_main, args=(tune, k, verbose), name=f"evoprop-tune-{k}")
+    threads, per_worker = torch.get_num_threads(), threads_per_worker(tune)
+    # spawned processes inherit the environment (OMP_NUM_THREADS, OMP_WAIT_POLICY) but not torch.set_num_threads
+    others = [context.Process(target=_worker_main, args=(tune, k, verbose, per_worker), name=f"evoprop-tune-{k}")
               for k in range(1, tune.study.n_jobs)]
     for process in others:
         process.start()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(_threads_per_worker(tune))
+    torch.set_num_threads(per_worker)
     try:
         echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-        run_worker(tune, 0, lambda line: echo(f"[worker 0] {line}"), verbose)
+        run_worker(tune, 0, lambda line: echo(f"[worker 0] {line}"), verbose, study)
     finally:
         torch.set_num_threads(threads)
         for process in others:  # on an error or Ctrl-C here too: the others finish or stop on their own
@@ -267,14 +312,25 @@ def _run_processes(tune: TuneConfig, echo: Callable[[str], None] | None, verbose
         raise EvopropError(f"{', '.join(failed)} stopped early; its trials are retried when the study runs again")
 
 
-def _threads_per_worker(tune: TuneConfig) -> int:
-    return max(1, (os.cpu_count() or 1) // tune.study.n_jobs)
+def threads_per_worker(tune: TuneConfig) -> int:
+    """PyTorch threads of each worker process: what the user set, else this process's threads shared out.
 
-
-def _worker_main(tune: TuneConfig, worker: int, verbose: bool) -> None:
+    OMP_NUM_THREADS is a per-process setting, so each worker takes it as given; without it the
+    threads this process runs with (PyTorch's default or what the CLI entry chose) are divided
+    among the ``n_jobs`` workers.
+    """
     import torch
 
-    torch.set_num_threads(_threads_per_worker(tune))
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, torch.get_num_threads() // tune.study.n_jobs)
+
+
+def _worker_main(tune: TuneConfig, worker: int, verbose: bool, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
     try:
         run_worker(tune, worker, lambda line: print(f"[worker {worker}] {line}", file=sys.stderr, flush=True),
                    verbose)
@@ -299,12 +355,16 @@ def best_config(tune: TuneConfig, trial: FrozenTrial) -> TrainConfig:
     return apply_values(tune.train, trial.params)
 
 
-def write_best_config(tune: TuneConfig, trial: FrozenTrial, path: str | Path | None = None) -> Path:
+def write_best_config(tune: TuneConfig, trial: FrozenTrial, path: str | Path | None = None,
+                      what: str | None = None) -> Path:
+    """``trial``'s configuration as a config file, with a header saying why it is best (``what``: its value)."""
     path = Path(path or tune.out / "best.yaml")
     path.parent.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(best_config(tune, trial).to_dict()))  # tuples -> lists: plain YAML
-    what = "rating" if tune.study.human else f"{tune.study.metric} ({tune.study.reduce} epoch)"
-    header = (f"# Best trial ({trial.number}) of study '{tune.study.name}' in {tune.storage}: {what} {trial.value:.6g}\n"
+    if what is None:
+        what = "rating" if tune.study.human else f"{tune.study.metric} ({tune.study.reduce} epoch)"
+        what = f"{what} {trial.value:.6g}"
+    header = (f"# Best trial ({trial.number}) of study '{tune.study.name}' in {shown(tune.storage)}: {what}\n"
               f"# Its run: {trial.user_attrs.get('run_dir', '?')}\n"
               f"# Re-run it: evoprop train --config {path}\n")
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))
