@@ -248,13 +248,18 @@ def _field_types() -> dict[str, Any]:
 def check_setting(name: str, value: Any) -> None:
     """One TrainConfig field on its own: the type of its annotation, then its range (if it has one)."""
     hint = _field_types()[name]
-    if not _has_type(value, hint):
-        raise ConfigError(f"{name} must be {_describe(hint)}, got {_show(value)}")
+    check_type(name, value, hint)
     bounds = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata.get("range")
     if bounds is not None and value is not None and not bounds.holds(value):
         kind = "a number" if float in (hint, *typing.get_args(hint)) else "an integer"
         why = f" ({bounds.why})" if bounds.why else ""
         raise ConfigError(f"{name} must be {bounds.describe(kind, value)}{why}, got {_show(value)}")
+
+
+def check_type(name: str, value: Any, hint: Any) -> None:
+    """ConfigError unless ``value`` has type ``hint`` (an annotation: int, float | None, list[int], ...)."""
+    if not _has_type(value, hint):
+        raise ConfigError(f"{name} must be {_describe(hint)}, got {_show(value)}")
 
 
 def merge_lr(lr: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
