@@ -26,11 +26,14 @@ from typing import Any
 import torch
 import yaml
 
-from evoprop.config import TrainConfig
+from evoprop.config import TrainConfig, read_mapping
 from evoprop.errors import EvopropError
 
 CONFIG, METRICS, SUMMARY, CHECKPOINT = "config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt"
 TMP_SUFFIX = ".tmp"
+#: Settings every evoprop has written into config.yaml, first and last in its order: a config.yaml
+#: without them was cut short (fields added in later versions may be absent and take their defaults).
+SAVED_KEYS = ("method", "dataset", "depth", "epochs", "seed", "eval_batch_size")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -77,9 +80,18 @@ class RunDir:
         _atomic_write(self.path / CONFIG, lambda fh: fh.write(text.encode()))
 
     def read_config(self) -> TrainConfig:
-        if not (self.path / CONFIG).exists():
+        path = self.path / CONFIG
+        if not path.exists():
             raise EvopropError(f"{self.path} is not a run directory (no {CONFIG}); nothing to resume")
-        return TrainConfig.from_file(self.path / CONFIG)
+        data = read_mapping(path)
+        missing = [k for k in SAVED_KEYS if k not in data]
+        if missing:  # an emptied or truncated file would otherwise read as defaults: another run
+            raise EvopropError(f"{path} lacks {', '.join(missing)}: it is not a complete saved config (truncated or "
+                               "edited?); restore it, or start a new run")
+        try:
+            return TrainConfig.from_dict(data)
+        except EvopropError as exc:
+            raise EvopropError(f"config file {path}: {exc}") from None
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete the temporary files a killed writer left (e.g. checkpoint.pt.tmp); return them.
