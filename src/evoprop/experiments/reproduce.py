@@ -56,6 +56,9 @@ _LOCATION_ONLY = ("epochs", "data_dir", "device", "eval_batch_size", "max_memory
 ACTIONS = ("new", "resume", "extend", "skip", "diverged")
 
 
+#: Seeds per row: each is a full run of every row of the table (the paper reports one).
+MAX_SEEDS = 1000
+
 @dataclass
 class PlannedRun:
     """One (table, row, seed): its run directory, its settings and what :func:`reproduce` will do."""
@@ -125,6 +128,8 @@ def plan(
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
+    if seeds > MAX_SEEDS:
+        raise ConfigError(f"seeds must be at most {MAX_SEEDS} (each is a full run of every row), got {seeds}")
     changes: dict[str, Any] = {"epochs": epochs}
     for key, value in (("device", device), ("init", init), ("limit_train", limit_train),
                        ("limit_test", limit_test)):

@@ -59,8 +59,8 @@ def check_fits(config: TrainConfig, input_shape: tuple[int, ...], num_classes: i
     available = available_memory(device)
     params = model_parameters(config, input_shape, num_classes)
     model_bytes = MODEL_COPIES * FLOAT_BYTES * params
-    what = f"model {config.model}" + (f" of depth {config.depth} and width {config.width}" if config.model == "mlp"
-                                      else f" of width {config.resnet_width}")
+    what = (f"MLP of depth {config.depth} and width {config.width}" if config.model == "mlp"
+            else f"{config.model} of width {config.resnet_width}")
     if model_bytes > available:
         raise ConfigError(
             f"the {what} has {params:,} parameters and needs ~{format_bytes(model_bytes)} (weights, gradients, "

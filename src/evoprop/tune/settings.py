@@ -34,6 +34,8 @@ WIDGETS = ("slider", "choice")
 METRICS = ("val_f1", "val_accuracy", "val_loss", "train_loss")
 #: Heartbeats and the grace period are sleeps and timeouts: beyond a day they only hide a dead worker.
 MAX_SECONDS = 86_400
+#: Worker processes one `evoprop tune` starts on its machine (each trains a model); more is a typo.
+MAX_JOBS = 256
 
 
 @dataclass
@@ -152,6 +154,8 @@ def _study_settings(data: dict, overrides: dict, path) -> StudySettings:
         raise ConfigError(f"study.max_retry must be an integer >= 0, got {study.max_retry!r}")
     if study.seed is not None and not 0 <= study.seed <= MAX_SEED:
         raise ConfigError(f"study.seed must be an integer in [0, {MAX_SEED}] or null, got {study.seed!r}")
+    if study.n_jobs > MAX_JOBS:
+        raise ConfigError(f"study.n_jobs must be at most {MAX_JOBS} worker processes, got {study.n_jobs}")
     for name in ("heartbeat_interval", "grace_period"):
         if getattr(study, name) > MAX_SECONDS:
             raise ConfigError(f"study.{name} must be at most {MAX_SECONDS} seconds (a day), got {getattr(study, name)}")
