@@ -254,3 +254,13 @@ def test_opt_lr_is_the_learning_rate(capsys, data_dir, tmp_path):
     assert status == 0, err
     saved = TrainConfig.from_file(tmp_path / "b" / "config.yaml")
     assert saved.lr == 0.003 and saved.optimizer_options == {"eps": 1e-7}
+
+
+def test_help_states_each_range_as_train_config_does(capsys):
+    from evoprop.config import allowed_values
+
+    status, out, _ = run_cli(capsys, "train", "--help")
+    text = " ".join(out.split())
+    assert status == 0
+    for field in ("seed", "sigma0", "generations_per_epoch", "min_lr", "val_fraction", "depth"):
+        assert allowed_values(field) in text, field

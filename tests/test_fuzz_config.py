@@ -33,7 +33,7 @@ FIELDS = TrainConfig.field_names()
 #: infinities, and values of the wrong type.
 ANY_VALUE = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30),
-    st.sampled_from([0, 1, 2, -1, 2**31, 2**32, 2**63, 2**64, 10**12, 10**30]),
+    st.sampled_from([0, 1, 2, -1, 2**31, 2**32, 2**63, 2**64, 10**12, 10**30, 10**400, -(10**400)]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([math.nan, math.inf, -math.inf, 1e30, -1e30, 1e-300, 0.0, 0.5]),
     st.booleans(),

@@ -3,6 +3,11 @@
 The same ``TrainConfig`` comes from the CLI, from a YAML/JSON file (``--config``),
 or from Python; a run directory stores it resolved, so ``--resume`` rebuilds the
 exact run. Keys in files may use dashes or underscores.
+
+Each field states its facts once: its type is its annotation, its range a
+``setting(default, low=..., high=...)`` beside it (field metadata, read by
+:func:`check_setting`), so the CLI, config files, tune files and the Python API all
+refuse the same values with the same one-line message.
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ class Range:
     why: str = ""
 
     def holds(self, value: float) -> bool:
-        if not math.isfinite(value):
+        try:
+            if not math.isfinite(value):
+                return False
+        except OverflowError:  # an int beyond float's range: no setting takes it
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
@@ -254,6 +262,15 @@ def check_setting(name: str, value: Any) -> None:
         kind = "a number" if float in (hint, *typing.get_args(hint)) else "an integer"
         why = f" ({bounds.why})" if bounds.why else ""
         raise ConfigError(f"{name} must be {bounds.describe(kind, value)}{why}, got {_show(value)}")
+
+
+def allowed_values(name: str) -> str | None:
+    """The range of TrainConfig field ``name`` in words ('an integer in [0, 4294967295]'), or None if it has none."""
+    bounds = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata.get("range")
+    if bounds is None:
+        return None
+    hint = _field_types()[name]
+    return bounds.describe("a number" if float in (hint, *typing.get_args(hint)) else "an integer", 0)
 
 
 def check_type(name: str, value: Any, hint: Any) -> None:

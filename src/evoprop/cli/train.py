@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from evoprop.config import TrainConfig, merge_lr
+from evoprop.config import TrainConfig, allowed_values, merge_lr
 from evoprop.data import DATASETS
 from evoprop.es import STRATEGIES
 from evoprop.errors import ConfigError
@@ -112,6 +112,10 @@ _METAVARS = {str: "NAME", int: "N", float: "X"}
 def _with_options(func):
     for flag, field, type_, help_ in reversed(_OPTIONS):
         default = getattr(_DEFAULTS, field)
+        allowed = allowed_values(field)
+        if allowed and allowed != "a positive integer":  # the range, from TrainConfig (its one statement)
+            text, bracket, rest = help_.partition(" [default:")
+            help_ = f"{text.rstrip('.')}: {allowed}." + (f"{bracket}{rest}" if bracket else "")
         if "[default:" not in help_ and default is not None:
             help_ = f"{help_} [default: {default}]"
         if type_ is None:  # a boolean flag pair
