@@ -61,8 +61,6 @@ def gradcheck_command(ctx, examples, coords, h, method, threshold, floor, dtype,
     positive("--examples", examples)
     positive("--coords", coords, allow_zero=True)
     positive("--reg", reg, allow_zero=True)
-    for name, value in (("--h", h), ("--threshold", threshold), ("--floor", floor)):
-        positive(name, value)
     seed_option("--check-seed", check_seed)
     problem = build_problem(options, _DEFAULTS)
     x, y = problem.tensors("train", examples)

@@ -107,7 +107,7 @@ def positive(name: str, value, allow_zero: bool = False) -> None:
     if value is None:
         return
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be a finite {'non-negative' if allow_zero else 'positive'} number, got {value}")
+        raise ConfigError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
 
 
 def seed_option(flag: str, value) -> None:

@@ -78,7 +78,7 @@ def landscape_command(out, on_split, examples, direction, bias_mode, limit, poin
     seed_option("--direction-seed", direction_seed)
     for name, value, most in (("--points", points, MAX_POINTS), ("--grid", grid, MAX_GRID)):
         if not 2 <= value <= most:
-            raise ConfigError(f"{name} must be in [2, {most}], got {value}")
+            raise ConfigError(f"{name} must be at least 2 and at most {most}, got {value}")
     problem = build_problem(options, _DEFAULTS)
     x, y = problem.tensors(on_split, examples)
     out = Path(out)
