@@ -160,7 +160,7 @@ BAD = [
     ({"arms": {"sgd": [1, 2]}}, "arm 'sgd' must be a mapping of train settings"),
     ({"base": {"nosuch": 1}}, "base: unknown setting(s) nosuch"),
     ({"base": {"seed": 1}}, "base sets seed"),
-    ({"base": {**TINY["base"], "depth": 0}}, "base: depth must be a positive integer, got 0"),
+    ({"base": {**TINY["base"], "depth": 0}}, "base: depth must be an integer in [1, 1000]"),
     ({"baseline": "adam"}, "unknown baseline 'adam'; arms: sgd, hybrid"),
     ({"seeds": 0}, "seeds must be a positive count or a list of seeds"),
     ({"seeds": [1, 1]}, "seeds lists a seed twice"),
@@ -279,7 +279,7 @@ def test_the_studys_file_plans_every_rule_against_sgd(tmp_path):
 def test_a_config_error_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         spec_from_mapping({"arms": {"x": {"depth": 0}}}, source="mine.yaml")
-    assert str(info.value).startswith("mine.yaml: arm 'x': depth must be a positive integer")
+    assert str(info.value).startswith("mine.yaml: arm 'x': depth must be an integer in [1, 1000]")
 
 
 def test_the_readme_shows_the_quick_example_file_as_it_is():

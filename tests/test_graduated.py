@@ -62,7 +62,7 @@ def test_graduated_refuses_a_folder_with_other_settings_and_bad_schedules(capsys
     status, _, err = run_cli(capsys, *args, "--schedules", "constant,warmup")
     assert status == 1 and "unknown schedule(s) warmup" in err
     status, _, err = run_cli(capsys, *args, "--schedules", "hybrid", "--gamma", "2")
-    assert status == 1 and "gamma must be a factor in (0, 1)" in err
+    assert status == 1 and "gamma must be a number in (0, 1)" in err
 
 
 def test_graduated_help_has_examples_and_the_paper_preset(capsys):

@@ -111,7 +111,7 @@ def test_resume_equals_an_uninterrupted_run(data_dir, tmp_path, method):
     [
         (["--popsize", "-5"], "popsize must be an integer >= 2"),
         (["--popsize", "1"], "popsize must be an integer >= 2"),
-        (["--sigma0", "0"], "sigma0 must be a number > 0"),
+        (["--sigma0", "0"], "sigma0 must be a number in (0, 1000]"),
         (["--strategy", "nes"], "unknown strategy 'nes'; valid: auto, paper"),
         (["--es-layers", "4", "--depth", "2"], "es_layers [4] do not exist"),
         (["--es-layers", "a,b"], "--es-layers expects layer indices"),

@@ -238,7 +238,7 @@ def test_resume_equals_an_uninterrupted_run_under_a_schedule(data_dir, tmp_path,
 
 @pytest.mark.parametrize("settings, message", [
     (dict(schedule="warmup"), "unknown schedule 'warmup'"),
-    (dict(schedule="lr-decay", gamma=1.5), "gamma must be a factor in"),
+    (dict(schedule="lr-decay", gamma=1.5), r"gamma must be a number in \(0, 1\) \(the factor"),
     (dict(schedule="constant", gamma=0.5), "gamma has no effect with schedule constant"),
     (dict(schedule="batch-growth", max_batch_size=16), "max_batch_size 16 is below the starting batch_size 32"),
     (dict(schedule="hybrid", stage_epochs=0), "stage_epochs must be a positive integer"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive
+from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive, seed_option
 from evoprop.errors import ConfigError
 
 _DEFAULTS = fresh_defaults(dataset="mnist", depth=1, pixels="unit", split="paper", val_fraction=0.1)
@@ -61,6 +61,7 @@ def gradcheck_command(ctx, examples, coords, h, method, threshold, floor, dtype,
     positive("--examples", examples)
     positive("--coords", coords, allow_zero=True)
     positive("--reg", reg, allow_zero=True)
+    seed_option("--check-seed", check_seed)
     problem = build_problem(options, _DEFAULTS)
     x, y = problem.tensors("train", examples)
     gradient_fn = _analytic_gradient(problem.model, loss, reg) if gradient_kind == "analytic" else None

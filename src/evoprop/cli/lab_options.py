@@ -7,8 +7,11 @@ together with ``--run`` can be refused instead of silently ignored.
 
 from __future__ import annotations
 
+import math
+
 import click
 
+from evoprop.config import check_setting
 from evoprop.data import DATASETS
 from evoprop.errors import ConfigError
 from evoprop.lab.losses import LOSSES
@@ -89,6 +92,10 @@ def build_problem(options: dict, defaults: dict) -> Problem:
             raise ConfigError(f"--run uses the run's own model and data; drop {names}")
         return run_problem(run_dir, **common)
     values = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
+    for name in ("depth", "width", "seed", "val_fraction"):  # the ranges of `evoprop train`'s options, stated once
+        _check(name, values[name])
+    for name in ("limit_train", "limit_test"):
+        _check(name, common[name])
     return fresh_problem(values["dataset"], depth=values["depth"], width=values["width"],
                          activation=values["activation"], init=values["init"], seed=values["seed"],
                          split=values["data_split"], val_fraction=values["val_fraction"], pixels=values["pixels"],
@@ -96,8 +103,21 @@ def build_problem(options: dict, defaults: dict) -> Problem:
 
 
 def positive(name: str, value, allow_zero: bool = False) -> None:
-    """A ConfigError unless ``value`` is a positive number (or 0 when allowed)."""
+    """A ConfigError unless ``value`` is a finite positive number (or 0 when allowed)."""
     if value is None:
         return
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
+
+
+def seed_option(flag: str, value) -> None:
+    """A seed option of a lab command (e.g. --direction-seed): in the range of TrainConfig's seeds."""
+    _check("seed", value, flag)
+
+
+def _check(name: str, value, flag: str | None = None) -> None:
+    """A model/data option checked as TrainConfig checks its setting ``name``, the error naming the option."""
+    try:
+        check_setting(name, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag or '--' + name.replace('_', '-')}: {exc}") from None

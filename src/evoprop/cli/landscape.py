@@ -8,10 +8,14 @@ from pathlib import Path
 
 import click
 
-from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive
+from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive, seed_option
 from evoprop.errors import ConfigError, EvopropError
 
 _DEFAULTS = fresh_defaults(dataset="mnist", depth=1, pixels="unit", split="paper", val_fraction=0.1)
+
+
+#: The line's and the plane's grids are evaluated point by point: beyond these they take hours, not minutes.
+MAX_POINTS, MAX_GRID = 10_001, 1_001
 
 
 @click.command("landscape")
@@ -33,8 +37,8 @@ _DEFAULTS = fresh_defaults(dataset="mnist", depth=1, pixels="unit", split="paper
                    "default) or weights (the parameter itself).")
 @click.option("--range", "limit", type=float, default=1.0, show_default=True, metavar="R",
               help="a and b run from -R to R.")
-@click.option("--points", type=int, default=51, show_default=True, metavar="N", help="Grid points on the line.")
-@click.option("--grid", type=int, default=21, show_default=True, metavar="N", help="Grid points per axis of the plane.")
+@click.option("--points", type=int, default=51, show_default=True, metavar="N", help=f"Grid points on the line (2 to {MAX_POINTS}).")
+@click.option("--grid", type=int, default=21, show_default=True, metavar="N", help=f"Grid points per axis of the plane (2 to {MAX_GRID}).")
 @click.option("--only", type=click.Choice(["both", "line", "plane"]), default="both", show_default=True,
               help="Compute the line, the plane, or both.")
 @click.option("--direction-seed", type=int, default=0, show_default=True, metavar="N",
@@ -71,9 +75,10 @@ def landscape_command(out, on_split, examples, direction, bias_mode, limit, poin
     positive("--range", limit)
     positive("--batch-size", batch_size)
     positive("--reg", reg, allow_zero=True)
-    for name, value in (("--points", points), ("--grid", grid)):
-        if value < 2:
-            raise ConfigError(f"{name} must be at least 2, got {value}")
+    seed_option("--direction-seed", direction_seed)
+    for name, value, most in (("--points", points, MAX_POINTS), ("--grid", grid, MAX_GRID)):
+        if not 2 <= value <= most:
+            raise ConfigError(f"{name} must be at least 2 and at most {most}, got {value}")
     problem = build_problem(options, _DEFAULTS)
     x, y = problem.tensors(on_split, examples)
     out = Path(out)

@@ -26,7 +26,7 @@ def _rows_help() -> str:
               help="Folder of the reproductions: OUT/TABLE/ROW/seedK/ run directories and OUT/TABLE/ results.")
 @click.option("--seed", type=int, default=0, show_default=True, metavar="N", help="First seed.")
 @click.option("--seeds", type=int, default=1, show_default=True, metavar="K",
-              help="Run seeds SEED … SEED+K-1 of every row; the table shows mean ± sample std over them.")
+              help="Run seeds SEED … SEED+K-1 of every row (K at most 1000); the table shows mean ± sample std over them.")
 @click.option("--device", default=None, metavar="NAME",
               help="auto (a GPU when there is one), cpu, cuda or cuda:N [default: auto].")
 @click.option("--init", default=None, metavar="NAME",

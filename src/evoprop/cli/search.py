@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive
+from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive, seed_option
 from evoprop.errors import EvopropError
 
 # The seed's setting: a linear classifier on CIFAR-10 (official 50,000 / 10,000 split), CS231n's
@@ -70,6 +70,7 @@ def search_command(methods, tries, scale, step, start_scale, lr, steps, search_s
         positive(name, value)
     positive("--start-scale", start_scale, allow_zero=True)
     positive("--reg", reg, allow_zero=True)
+    seed_option("--search-seed", search_seed)
     methods = list(dict.fromkeys(methods))  # each once, in the order given
     problem = build_problem(options, _DEFAULTS)
     x, y = problem.tensors("train")

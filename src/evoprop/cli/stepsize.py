@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive
+from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive, seed_option
 from evoprop.errors import ConfigError, EvopropError
 
 _DEFAULTS = fresh_defaults(dataset="cifar10", depth=1, pixels="centred", split="official", val_fraction=0.0)
@@ -66,6 +66,7 @@ def stepsize_command(step_sizes, start_scale, examples, start_seed, batch_size, 
     positive("--examples", examples, allow_zero=True)
     positive("--batch-size", batch_size)
     positive("--reg", reg, allow_zero=True)
+    seed_option("--start-seed", start_seed)
     from_run = options.get("run_dir") is not None
     problem = build_problem(options, _DEFAULTS)
     x, y = problem.tensors("train", examples)

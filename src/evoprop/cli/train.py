@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from evoprop.config import TrainConfig
+from evoprop.config import TrainConfig, allowed_values, merge_lr
 from evoprop.data import DATASETS
 from evoprop.es import STRATEGIES
 from evoprop.errors import ConfigError
@@ -111,6 +111,10 @@ _METAVARS = {str: "NAME", int: "N", float: "X"}
 
 def _option(flag: str, field: str, type_, help_: str):
     default = getattr(_DEFAULTS, field)
+    allowed = allowed_values(field)
+    if allowed and allowed != "a positive integer":  # the range, from TrainConfig (its one statement)
+        text, bracket, rest = help_.partition(" [default:")
+        help_ = f"{text.rstrip('.')}: {allowed}." + (f"{bracket}{rest}" if bracket else "")
     if "[default:" not in help_ and default is not None:
         help_ = f"{help_} [default: {default}]"
     if type_ is None:  # a boolean flag pair
@@ -191,10 +195,13 @@ def train_command(config_file, opt, es_layers, es_opt, out, resume, progress, **
             )
         summary, run = run_training(resume=resume, epochs=given.get("epochs"), progress=progress)
     else:
+        opts = _parse_opts(opt, "--opt")
+        if "lr" in opts:  # --opt lr=X is --lr X (both given: they must agree)
+            given["lr"], opts = merge_lr(given.get("lr"), opts)
         config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
         config = TrainConfig.from_dict(given, base=config)
-        if opt:
-            config.optimizer_options = {**config.optimizer_options, **_parse_opts(opt, "--opt")}
+        if opts:
+            config.optimizer_options = {**config.optimizer_options, **opts}
         if es_opt:
             config.strategy_options = {**config.strategy_options, **_parse_opts(es_opt, "--es-opt")}
         summary, run = run_training(config, out=out, progress=progress)

@@ -42,6 +42,9 @@ from evoprop.report.tables import find_run_dirs, is_run_dir
 from evoprop.runs.plan import RunPlan, check_data, execute, plan_run
 
 
+#: Seeds per row: each is a full run of every row of the table (the paper reports one).
+MAX_SEEDS = 1000
+
 @dataclass
 class PlannedRun(RunPlan):
     """One (table, row, seed): its run directory, its settings and what :func:`reproduce` will do."""
@@ -90,6 +93,8 @@ def plan(
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
+    if seeds > MAX_SEEDS:
+        raise ConfigError(f"seeds must be at most {MAX_SEEDS} (each is a full run of every row), got {seeds}")
     changes: dict[str, Any] = {"epochs": epochs}
     for key, value in (("device", device), ("init", init), ("limit_train", limit_train),
                        ("limit_test", limit_test)):

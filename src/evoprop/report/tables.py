@@ -145,21 +145,21 @@ def load_run(path: str | Path, max_epochs: int | None = None) -> RunRecord:
         config = run.read_config().to_dict()
     except EvopropError as exc:
         raise EvopropError(f"{run.path} is not a readable run directory ({exc})") from None
-    try:
-        summary = run.read_summary() if (run.path / "summary.json").is_file() else {}
-        history = run.read_metrics()
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EvopropError(f"{run.path}: cannot read its summary or metrics ({exc})") from None
+    summary = run.read_summary() if (run.path / "summary.json").is_file() else {}  # one-line errors
+    history = run.read_metrics()
     marker = None
     if (run.path / MARKER).is_file():
         try:
-            marker = json.loads((run.path / MARKER).read_text())
-        except (OSError, json.JSONDecodeError):
+            marker = json.loads((run.path / MARKER).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             marker = None
+        if not isinstance(marker, dict):
+            marker = None  # a damaged marker: the run is still read, without the paper's numbers
     total = len(history)
     if max_epochs is not None:
         history = history[:max_epochs]
-    status = summary.get("status", "running" if total else "not started")
+    status = run.status(summary) if summary else ("interrupted" if total else "not started")
+    status = status if isinstance(status, str) else "unknown"
     if max_epochs is not None and total > max_epochs:
         status = "completed"  # the window read is complete, whatever came after it
     headline = summarize(history)

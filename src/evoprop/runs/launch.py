@@ -16,11 +16,12 @@ import evoprop
 from evoprop.config import TrainConfig, parse_bytes
 from evoprop.data import load_dataset
 from evoprop.device import resolve_device
-from evoprop.errors import TrainingDiverged
+from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.models import build_model
 from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
-from evoprop.runs.rundir import RunDir
+from evoprop.runs.rundir import RunDir, current_owner
+from evoprop.runs.sizes import check_fits
 from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
 from evoprop.train.schedules import TrainingSchedule, resolve_schedule_config, schedule_from_config
 
@@ -67,6 +68,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         limit_train=config.limit_train,
         limit_test=config.limit_test,
     )
+    check_fits(config, data.input_shape, data.num_classes, device)  # before the model and population exist
     torch.manual_seed(config.seed)
     model = build_model(config.model, data.input_shape, data.num_classes, depth=config.depth, width=config.width,
                         activation=config.activation, init=config.init, resnet_width=config.resnet_width)
@@ -130,6 +132,11 @@ def run_training(
     """
     echo = echo or (lambda line: tqdm.write(line, file=sys.stderr))
     run = RunDir(resume) if resume is not None else None
+    if run is not None:
+        owner = run.live_owner()
+        if owner is not None:
+            raise EvopropError(f"{run.path} is being trained now by process {owner['pid']} on {owner['host']}; "
+                               "wait for it to finish or stop it before resuming")
     config = run.read_config() if run is not None else (config or TrainConfig())
     if epochs is not None:
         config.epochs = epochs
@@ -141,20 +148,22 @@ def run_training(
     trainer = build_trainer(config, progress=progress)
     if run is None:
         run = RunDir.create(target.path, config)
-    else:
+    elif run.has_checkpoint():
+        _load_checkpoint(run, trainer)
+        echo(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
+    for stale in run.remove_stale_temporaries():  # left by a kill mid-write; no live process owns the run
+        echo(f"removed {stale}, a partial file left by an interrupted run")
+    if resume is not None:
         run.write_config(config)  # records an extended epoch count
-        if run.has_checkpoint():
-            state = run.load_checkpoint(map_location=trainer.data.train.x.device)
-            trainer.load_state_dict(state["trainer"])
-            torch.set_rng_state(state["torch_rng"])
-            echo(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
     run.write_metrics(trainer.history)  # drops any line written after the last checkpoint
     static = _static_summary(config, trainer)
+    running = lambda tr: {**static, **tr.summary(), "status": "running", "owner": current_owner()}  # noqa: E731
+    run.write_summary(running(trainer))
 
     def on_epoch_end(tr: Trainer, record: dict) -> None:
         run.save_checkpoint({"format": CHECKPOINT_FORMAT, "trainer": tr.state_dict(), "torch_rng": torch.get_rng_state()})
         run.append_metrics(record)
-        run.write_summary({**static, **tr.summary(), "status": "running"})
+        run.write_summary(running(tr))
         echo(_epoch_line(record, config.epochs))
         if on_epoch is not None:
             on_epoch(record)
@@ -173,6 +182,29 @@ def run_training(
         summary = {**static, **trainer.summary(), "status": status}
         run.write_summary(summary)
     return summary, run
+
+
+def _load_checkpoint(run: RunDir, trainer: Trainer) -> None:
+    """Restore ``trainer`` from the run's checkpoint; one line when it is not this run's (or is damaged)."""
+    state = run.load_checkpoint(map_location=trainer.data.train.x.device)
+    where = run.path / "checkpoint.pt"
+    missing = [k for k in ("format", "trainer", "torch_rng") if k not in state]
+    if missing:
+        raise EvopropError(f"checkpoint {where} lacks {', '.join(missing)}: it is not an evoprop checkpoint "
+                           "(or is damaged); delete it to start the run again")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise EvopropError(f"checkpoint {where} has format {state['format']!r}; this evoprop reads format "
+                           f"{CHECKPOINT_FORMAT}")
+    try:
+        trainer.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["torch_rng"])
+        trainer.summary()  # the history it holds must be readable too
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        raise EvopropError(f"checkpoint {where} does not match the run's config.yaml (was a setting such as depth "
+                           f"or width edited, or the checkpoint copied from another run?): "
+                           f"{type(exc).__name__}: {detail or 'missing entry'}") from None
 
 
 def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:

@@ -5,29 +5,39 @@
     RUN_DIR/summary.json    headline numbers, status, dataset, machine; rewritten every epoch
     RUN_DIR/checkpoint.pt   trainer state after the last completed epoch (model, optimizer, RNG, history)
 
-Every file is written to a temporary name and renamed into place (atomic on POSIX).
+Every file is written to a temporary name and renamed into place (atomic on POSIX);
+a temporary file left by a kill is removed when the run is next started or resumed.
 The checkpoint holds the history, so on resume metrics.jsonl is rewritten from it:
 whichever of the two a kill interrupted, they agree again.
+
+While a run trains, summary.json says ``status: running`` and names its process
+(``owner``: pid, host and the process's start time): a reader on the same host sees a
+run whose process is gone as ``interrupted`` (:meth:`RunDir.status`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from evoprop.config import TrainConfig
+from evoprop.config import TrainConfig, read_mapping
 from evoprop.errors import EvopropError
 
 CONFIG, METRICS, SUMMARY, CHECKPOINT = "config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt"
+TMP_SUFFIX = ".tmp"
+#: Settings every evoprop has written into config.yaml, first and last in its order: a config.yaml
+#: without them was cut short (fields added in later versions may be absent and take their defaults).
+SAVED_KEYS = ("method", "dataset", "depth", "epochs", "seed", "eval_batch_size")
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + TMP_SUFFIX)
     with open(tmp, "wb") as fh:
         write(fh)
         fh.flush()
@@ -70,9 +80,29 @@ class RunDir:
         _atomic_write(self.path / CONFIG, lambda fh: fh.write(text.encode()))
 
     def read_config(self) -> TrainConfig:
-        if not (self.path / CONFIG).exists():
+        path = self.path / CONFIG
+        if not path.exists():
             raise EvopropError(f"{self.path} is not a run directory (no {CONFIG}); nothing to resume")
-        return TrainConfig.from_file(self.path / CONFIG)
+        data = read_mapping(path)
+        missing = [k for k in SAVED_KEYS if k not in data]
+        if missing:  # an emptied or truncated file would otherwise read as defaults: another run
+            raise EvopropError(f"{path} lacks {', '.join(missing)}: it is not a complete saved config (truncated or "
+                               "edited?); restore it, or start a new run")
+        try:
+            return TrainConfig.from_dict(data)
+        except EvopropError as exc:
+            raise EvopropError(f"config file {path}: {exc}") from None
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files a killed writer left (e.g. checkpoint.pt.tmp); return them.
+
+        Only for a run no live process writes (the caller checks :meth:`live_owner` first).
+        """
+        stale = [self.path / (name + TMP_SUFFIX) for name in (CONFIG, METRICS, SUMMARY, CHECKPOINT)]
+        stale = [p for p in stale if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
     # metrics and summary ----------------------------------------------
     def write_metrics(self, history: list[dict]) -> None:
@@ -84,17 +114,67 @@ class RunDir:
             fh.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict]:
+        """The per-epoch records; a last line cut short by a kill (no newline, not JSON) is left out."""
         path = self.path / METRICS
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        text = _read_text(path)
+        lines = text.split("\n")
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if number == len(lines):  # the unterminated last line: an append interrupted by a kill
+                    break
+                raise EvopropError(f"{path} line {number} is not JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise EvopropError(f"{path} line {number} is not an epoch record (a JSON object with an epoch)")
+            records.append(record)
+        return records
 
     def write_summary(self, summary: dict) -> None:
         text = json.dumps(summary, indent=2) + "\n"
         _atomic_write(self.path / SUMMARY, lambda fh: fh.write(text.encode()))
 
     def read_summary(self) -> dict:
-        return json.loads((self.path / SUMMARY).read_text())
+        path = self.path / SUMMARY
+        try:
+            data = json.loads(_read_text(path))
+        except json.JSONDecodeError as exc:
+            raise EvopropError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise EvopropError(f"{path} must hold a JSON object (the run's summary), not {type(data).__name__}")
+        return data
+
+    def status(self, summary: dict | None = None) -> str | None:
+        """The summary's status, except that a "running" run whose process is gone is "interrupted".
+
+        ``summary``: the already-read summary.json (default: read it); None when there is none.
+        """
+        if summary is None:
+            if not (self.path / SUMMARY).is_file():
+                return None
+            summary = self.read_summary()
+        status = summary.get("status")
+        if status == "running" and not owner_alive(summary.get("owner")):
+            return "interrupted"
+        return status
+
+    def live_owner(self) -> dict | None:
+        """The process training this run now (another one, alive), or None."""
+        if not (self.path / SUMMARY).is_file():
+            return None
+        try:
+            summary = self.read_summary()
+        except EvopropError:
+            return None  # unreadable: no process is known to own it
+        owner = summary.get("owner")
+        if summary.get("status") != "running" or not owner_alive(owner) or owner == current_owner():
+            return None
+        return owner
 
     # checkpoint -------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
@@ -105,10 +185,57 @@ class RunDir:
 
     def load_checkpoint(self, map_location=None) -> dict[str, Any]:
         try:
-            return torch.load(self.path / CHECKPOINT, map_location=map_location, weights_only=True)
+            state = torch.load(self.path / CHECKPOINT, map_location=map_location, weights_only=True)
         except Exception as exc:  # a truncated or foreign file: say so in one line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EvopropError(f"checkpoint {self.path / CHECKPOINT} is unreadable ({first})") from None
+        if not isinstance(state, dict):
+            raise EvopropError(f"checkpoint {self.path / CHECKPOINT} is not an evoprop checkpoint (not a mapping)")
+        return state
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EvopropError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise EvopropError(f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded): the file is "
+                           "damaged; delete it or restore it") from None
+
+
+# who is training a run ------------------------------------------------------
+
+def current_owner() -> dict:
+    """This process, as summary.json records it: pid, host and start time (to tell a reused pid)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": _process_start(os.getpid())}
+
+
+def owner_alive(owner: Any) -> bool:
+    """Whether the process ``owner`` names still runs. On another host that cannot be known: assumed alive."""
+    pid = owner.get("pid") if isinstance(owner, dict) else None
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+        return False  # a run from before owners were recorded, or a damaged summary: nothing runs it
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    started = _process_start(pid)
+    return started is None or owner.get("started") is None or started == owner["started"]
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux /proc), or None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[19])  # field 22 of proc(5), counted after "pid (comm)"
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _plain(value):

@@ -86,8 +86,14 @@ def generations_before(step: int, steps: int, generations: int) -> int:
 
     Generation k (0-based) runs before step floor(k * steps / generations) + 1: evenly spread,
     and with one generation per epoch exactly once, before all gradient steps (Algorithm 2).
+    Those k satisfy (step - 1) * generations <= k * steps < step * generations, so they are
+    counted in O(1): ceil(step * G / S) - ceil((step - 1) * G / S).
     """
-    return sum(1 for k in range(generations) if k * steps // generations + 1 == step)
+    return _ceil_div(step * generations, steps) - _ceil_div((step - 1) * generations, steps)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def es_figures(stats: list[dict], search: LayerSearch) -> dict:

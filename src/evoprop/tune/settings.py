@@ -16,11 +16,12 @@ The ``study`` keys and their defaults are the fields of :class:`StudySettings`.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evoprop.config import TrainConfig, read_mapping
+from evoprop.config import MAX_SEED, TrainConfig, check_type, read_mapping
 from evoprop.errors import ConfigError
 from evoprop.tune.space import Param, parse_space
 
@@ -33,6 +34,10 @@ WIDGETS = ("slider", "choice")
 HUMAN_MODES = ("rate", "compare")
 #: Per-epoch metrics a trial can be scored on; test_* are refused (see check_metric).
 METRICS = ("val_f1", "val_accuracy", "val_loss", "train_loss")
+#: Heartbeats and the grace period are sleeps and timeouts: beyond a day they only hide a dead worker.
+MAX_SECONDS = 86_400
+#: Worker processes one `evoprop tune` starts on its machine (each trains a model); more is a typo.
+MAX_JOBS = 256
 
 
 @dataclass
@@ -99,7 +104,8 @@ def load_tune_config(path: str | Path | None, train_overrides: dict[str, Any] | 
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(unknown)} in {path}; valid: train, search_space, study")
     train_overrides = dict(train_overrides or {})
-    searched = {str(k).replace("-", "_") for k in (data.get("search_space") or {})}
+    space = data.get("search_space")
+    searched = {str(k).replace("-", "_") for k in space} if isinstance(space, dict) else set()  # else parse_space says
     clash = sorted(k for k in train_overrides if k in searched)
     if clash:
         raise ConfigError(f"{', '.join(clash)} is searched (search_space in {path}); give it on the command line "
@@ -133,6 +139,9 @@ def _study_settings(data: dict, overrides: dict, path) -> StudySettings:
     if unknown:
         raise ConfigError(f"unknown study key(s) {', '.join(unknown)}; valid: {', '.join(names)}")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    hints = typing.get_type_hints(StudySettings)
+    for name, value in data.items():
+        check_type(f"study.{name}", value, hints[name])
     study = StudySettings(**data)
     if study.name is None:
         study.name = Path(path).stem if path is not None else "evoprop"
@@ -147,10 +156,13 @@ def _study_settings(data: dict, overrides: dict, path) -> StudySettings:
             raise ConfigError(f"study.{name} must be a positive integer, got {value!r}")
     if isinstance(study.max_retry, bool) or not isinstance(study.max_retry, int) or study.max_retry < 0:
         raise ConfigError(f"study.max_retry must be an integer >= 0, got {study.max_retry!r}")
-    if study.seed is not None and (isinstance(study.seed, bool) or not isinstance(study.seed, int)
-                                   or not 0 <= study.seed < 2**32):
-        raise ConfigError(f"study.seed must be an integer from 0 to 2**32 - 1 (NumPy's seed range) or null, "
-                          f"got {study.seed!r}")
+    if study.seed is not None and not 0 <= study.seed <= MAX_SEED:
+        raise ConfigError(f"study.seed must be an integer in [0, {MAX_SEED}] or null, got {study.seed!r}")
+    if study.n_jobs > MAX_JOBS:
+        raise ConfigError(f"study.n_jobs must be at most {MAX_JOBS} worker processes, got {study.n_jobs}")
+    for name in ("heartbeat_interval", "grace_period"):
+        if getattr(study, name) > MAX_SECONDS:
+            raise ConfigError(f"study.{name} must be at most {MAX_SECONDS} seconds (a day), got {getattr(study, name)}")
     if study.grace_period <= study.heartbeat_interval:
         raise ConfigError("study.grace_period must be longer than study.heartbeat_interval, or live trials are failed")
     for name in ("sampler_options", "pruner_options", "rating"):
