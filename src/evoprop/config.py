@@ -57,7 +57,7 @@ class TrainConfig:
     milestones: list[int] | None = None  # step: epochs after which lr *= gamma; None: 1/2 and 3/4 of epochs
     noise_sample: int = 1024  # examples on which C (gradient noise) is estimated per stage; 0: off
     # evolution strategy (methods hybrid and es)
-    strategy: str = "auto"  # auto: the paper's CMA-ES if its full covariance fits in memory, else sep
+    strategy: str = "auto"  # auto: standard CMA-ES (cma) if its full covariance fits in memory, else sep
     popsize: int | None = None  # None: the strategy's default (4 + 3 ln d)
     sigma0: float | None = None  # None: the standard deviation of the initial searched weights
     es_batch_size: int = 256

@@ -19,10 +19,24 @@ Two factorizations (``method``):
 
 Refresh cadence (pycma's): the factor is recomputed only when at least
 ``gap = 1 / (c1 + cmu) / d / 10`` generations have passed since the last one.
-Cholesky runs in the work dtype and falls back to float64, then to an
-eigendecomposition with clipped eigenvalues if C is not numerically positive
-definite. The factor (and B, D) are part of ``state_dict`` so that a resumed run
-samples with exactly the same (possibly stale) factor.
+Cholesky runs in the work dtype and falls back to float64. The factor (and B, D)
+are part of ``state_dict`` so that a resumed run samples with exactly the same
+(possibly stale) factor.
+
+Numerical trouble, case by case:
+
+* C numerically indefinite (rounding has pushed some eigenvalues to ≤ 0, the largest
+  is positive): **repaired**, the standard remedy (pycma repairs it too, by adding
+  the previous smallest eigenvalue to C's diagonal and decomposing again): the eigenvalues are floored at ``repair_floor(d)`` × the largest
+  (10 · d · eps, above the rounding error of C itself), C is replaced by the repaired
+  matrix, and its factor is taken from the repaired eigen form directly (for
+  ``"cholesky"``: L = Rᵀ from the QR of (B D)ᵀ, which cannot fail the way a Cholesky
+  of the rebuilt C can).
+* C non-finite, a non-positive variance on its diagonal, no positive eigenvalue, or a
+  negative eigenvalue larger in size than the largest positive one (a broken update,
+  not rounding): nothing is left to repair; :class:`~evoprop.errors.StrategyDiverged` (see
+  :mod:`evoprop.es.base`). The diagonal is checked after every ``tell`` (O(d)), the
+  lower triangle at every refresh of the factor.
 """
 
 from __future__ import annotations
@@ -36,6 +50,17 @@ from evoprop.errors import ConfigError
 EIGH_MAX_DIM = 1000
 BLOCK = 1024  # column block of the triangular products below
 _METHODS = ("auto", "eigh", "cholesky")
+
+
+def repair_floor(d: int) -> float:
+    """Relative floor of the eigenvalues of a repaired covariance: 10 · d · eps(float64).
+
+    Below about d · eps · λ_max an eigenvalue of C is rounding noise (of the updates that
+    built C, and of any rebuild B diag(λ) Bᵀ), so flooring at that level changes C by no
+    more than its own rounding, and the repaired factor has a condition number of at most
+    1/√(10 d eps) (2e6 at d = 100, 5e4 at d = 157,000).
+    """
+    return 10.0 * d * torch.finfo(torch.float64).eps
 
 
 def _bounds(d: int) -> list[tuple[int, int]]:
@@ -108,6 +133,9 @@ class FullCovariance:
 
     def _factorize(self) -> None:
         C = self._C
+        problem = self._lower_triangle_problem()
+        if problem:
+            raise self._diverged(problem, self._generation + 1)
         if self._factor_method == "cholesky":
             for dt in dict.fromkeys((self._dtype, torch.float64)):
                 L, info = torch.linalg.cholesky_ex(C.to(dt))
@@ -118,14 +146,20 @@ class FullCovariance:
                     return
             # not numerically positive definite: repair through an eigendecomposition
         evals, B = torch.linalg.eigh(C.to(torch.float64))  # reads the lower triangle
-        top = float(evals.max())
-        if not math.isfinite(top) or top <= 0:
-            raise FloatingPointError("covariance matrix lost positive definiteness")
-        evals = evals.clamp_min(top * 1e-20)
+        top, bottom = float(evals.max()), float(evals.min())
+        if not (math.isfinite(top) and top > 0 and bottom >= -top):
+            raise self._diverged(f"its covariance matrix lost positive definiteness (eigenvalues from {bottom:.3g} "
+                                 f"to {top:.3g})", self._generation + 1)
+        evals = evals.clamp_min(top * repair_floor(self._dim))
         D = evals.sqrt()
-        if self._factor_method == "cholesky":  # repaired C, then Cholesky of it
-            C.copy_((B * evals) @ B.T)  # (full: both triangles valid again)
-            L = torch.linalg.cholesky(C.to(torch.float64))
+        C.copy_((B * evals) @ B.T)  # the repaired C, the one now sampled from (both triangles valid again)
+        if self._factor_method == "cholesky":
+            # The repaired C = B diag(evals) Bᵀ, factored directly: with (B D)ᵀ = Q R (Householder QR),
+            # C = Rᵀ Qᵀ Q R = Rᵀ R, so L = Rᵀ (signs made positive) is its Cholesky factor. Rebuilding
+            # C and calling Cholesky on it instead can fail again: the rounding of the rebuild is of
+            # the order of d · eps · top, as large as the floored eigenvalues.
+            R = torch.linalg.qr((B * D).T, mode="r").R
+            L = R.T * torch.sign(R.diagonal()).masked_fill_(R.diagonal() == 0, 1.0).unsqueeze(0)
             self._A = L.to(self._dtype)
             self._B = None
             self._D = L.diagonal().to(self._sdtype)
@@ -133,6 +167,22 @@ class FullCovariance:
         self._B = B.to(self._dtype)
         self._A = (B * D).to(self._dtype)
         self._D = D.to(self._sdtype)
+
+    def _lower_triangle_problem(self) -> str | None:
+        """Whether the lower triangle of C (the part that is read) holds a non-finite value."""
+        C = self._C
+        for s, e in _bounds(self._dim):
+            if not bool(torch.isfinite(C[s:e, :e]).all()):
+                return "its covariance matrix became non-finite"
+        return None
+
+    def _covariance_problem(self) -> str | None:
+        diag = self._C.diagonal()  # O(d) after every tell; the whole triangle is checked at each refresh
+        if not bool(torch.isfinite(diag).all()):
+            return "its covariance matrix became non-finite"
+        if not float(diag.min()) > 0:
+            return "its covariance matrix lost positive definiteness (a variance is no longer positive)"
+        return None
 
     # -- maps between z (standard normal) and y (ambient step) -------------
     def _sample(self, z: torch.Tensor) -> torch.Tensor:

@@ -114,6 +114,13 @@ class PaperCMA(FullCovariance, Strategy):
         self._gap = 1.0 / (self._eta_c * self._wsum) / n / 10.0
 
     @property
+    def _remedy(self) -> str:  # what to change when the search diverges (see Strategy._diverged)
+        if self._faithful:
+            return ("equations (3)-(4) as printed never damp the step size, so σ collapses or explodes: use "
+                    "--strategy cma (standard CMA-ES), or keep this one with --es-opt faithful=false")
+        return "lower sigma0 (--sigma0) or use --strategy cma (standard CMA-ES)"
+
+    @property
     def eta_c(self) -> float:
         return self._eta_c
 
@@ -142,7 +149,7 @@ class PaperCMA(FullCovariance, Strategy):
         if self._faithful:
             self._ps.add_(white)
             # (4)
-            self._set_sigma(sigma * math.exp(float(self._ps.norm()) / self._chin - 1.0))
+            self._scale_sigma(float(self._ps.norm()) / self._chin - 1.0)
         else:
             self._csa(self._ps, white / (self._eta_m * self._wsum), self._cs, self._mueff)
             self._csa_sigma(self._ps, self._cs, self._ds)
