@@ -150,9 +150,11 @@ class FullCovariance:
         if not (math.isfinite(top) and top > 0 and bottom >= -top):
             raise self._diverged(f"its covariance matrix lost positive definiteness (eigenvalues from {bottom:.3g} "
                                  f"to {top:.3g})", self._generation + 1)
-        evals = evals.clamp_min(top * repair_floor(self._dim))
+        floor = top * repair_floor(self._dim)
+        if bool((evals < floor).any()):  # a repair: C becomes the matrix now sampled from
+            evals = evals.clamp_min(floor)
+            C.copy_((B * evals) @ B.T)  # (both triangles valid again)
         D = evals.sqrt()
-        C.copy_((B * evals) @ B.T)  # the repaired C, the one now sampled from (both triangles valid again)
         if self._factor_method == "cholesky":
             # The repaired C = B diag(evals) Bᵀ, factored directly: with (B D)ᵀ = Q R (Householder QR),
             # C = Rᵀ Qᵀ Q R = Rᵀ R, so L = Rᵀ (signs made positive) is its Cholesky factor. Rebuilding
