@@ -25,9 +25,7 @@ bound of pycma's ``tolupsigma``; the spread, not σ, because σ and C trade scal
 paper's variant grows C with σ, and ``sep``'s σ may grow by 1e20 while its variances
 shrink as much), a spread below 1e-20 × σ0 at which no candidate differs from the mean
 in the work dtype any more (a search converging onto an optimum at 0 may go that low
-legitimately),
-a non-finite σ, a non-finite mean, or a non-finite or
-non-positive variance (``sep``'s diagonal; the diagonal of ``cma``/``paper``'s C, whose
+legitimately), a non-finite σ, a non-finite mean, or a non-finite or non-positive variance (``sep``'s diagonal; the diagonal of ``cma``/``paper``'s C, whose
 whole lower triangle is also checked at each refresh of its factor) raise
 :class:`~evoprop.errors.StrategyDiverged` naming the strategy, the generation and what to
 change. Such a state has no standard repair: its information is lost, and a search that
@@ -59,7 +57,8 @@ __all__ = ["Best", "Strategy", "expected_norm", "log_weights", "rank"]
 
 _STATE_VERSION = 1
 
-# σ / σ0 outside [SIGMA_RATIO_MIN, SIGMA_RATIO_MAX] is a diverged search (see the module docstring)
+# the spread of the samples (σ · max √C_ii) over σ0 outside [SIGMA_RATIO_MIN, SIGMA_RATIO_MAX]
+# is a diverged search (below the minimum only once the candidates equal the mean; module docstring)
 SIGMA_RATIO_MIN = 1e-20
 SIGMA_RATIO_MAX = 1e20
 
@@ -502,8 +501,8 @@ class Strategy(abc.ABC):
         ratio = self._sigma / self._sigma0
         spread = ratio * self._max_std() if self._cheap_max_std else ratio
         if spread > SIGMA_RATIO_MAX:
-            raise self._diverged(f"the spread of its samples, σ · max √C_ii = {spread * self._sigma0:.3g}, grew above "
-                                 f"1e20 × σ0 (σ0 = {self._sigma0:.3g})")
+            what = "the spread of its samples, σ · max √C_ii" if self._cheap_max_std else "its step size σ"
+            raise self._diverged(f"{what} = {spread * self._sigma0:.3g}, grew above 1e20 × σ0 (σ0 = {self._sigma0:.3g})")
         if spread < SIGMA_RATIO_MIN:
             # So small a spread is a collapse only if the candidates no longer differ from the mean
             # in the work dtype; a search converging onto an optimum at 0 legitimately gets here.
