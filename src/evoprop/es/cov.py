@@ -15,7 +15,12 @@ Two factorizations (``method``):
   algorithm's behaviour unchanged to first order, since L changes as slowly as C).
   Reason: on this 2-core machine eigh of a 7,850² matrix takes ~80 s (torch) to
   ~140 s (numpy), Cholesky 1.9 s (float32) / 4.4 s (float64).
-* ``"auto"`` (default): eigh up to ``EIGH_MAX_DIM`` dimensions, Cholesky above.
+* ``"auto"`` (default): eigh up to ``EIGH_MAX_DIM`` = 10 dimensions, Cholesky above.
+  Chosen by measurement (``benchmarks/es_speed.py --factors``, P = 100, BENCHMARKS.md):
+  per generation eigh costs 1.00x Cholesky at d = 10, 1.19x at 40, 1.97x at 100, 4.96x at
+  300, 8.14x at 1,000; where it costs nothing more, the textbook's C^{-1/2} is kept
+  (``benchmarks/es_quality.py --factors``: same evaluation counts on the ellipsoid,
+  0.98x at d = 10 and 1.02x at 40, but 1.09x on Rosenbrock at d = 10).
 
 Refresh cadence (pycma's): the factor is recomputed only when at least
 ``gap = 1 / (c1 + cmu) / d / 10`` generations have passed since the last one.
@@ -47,7 +52,7 @@ import torch
 
 from evoprop.errors import ConfigError
 
-EIGH_MAX_DIM = 1000
+EIGH_MAX_DIM = 10  # measured: see the module docstring
 BLOCK = 1024  # column block of the triangular products below
 _METHODS = ("auto", "eigh", "cholesky")
 
