@@ -157,6 +157,7 @@ def main() -> None:
         factor = [next(r[3] for r in rows if r[:3] == (fname, d, "evoprop cma cholesky"))
                   / next(r[3] for r in rows if r[:3] == (fname, d, "evoprop cma eigh"))
                   for fname in CASES for d in dims]
+        print()
         print("| function | d | cholesky / eigh median evals |")
         print("|---|---|---|")
         for (fname, d), q in zip([(f, d) for f in CASES for d in dims], factor):
