@@ -25,8 +25,8 @@ bound of pycma's ``tolupsigma``; the spread, not σ, because σ and C trade scal
 paper's variant grows C with σ, and ``sep``'s σ may grow by 1e20 while its variances
 shrink as much), a spread below 1e-20 × σ0 at which no candidate differs from the mean
 in the work dtype any more (a search converging onto an optimum at 0 may go that low
-legitimately), a non-finite σ, a non-finite mean, or a non-finite or non-positive variance (``sep``'s diagonal; the diagonal of ``cma``/``paper``'s C, whose
-whole lower triangle is also checked at each refresh of its factor) raise
+legitimately), a non-finite σ, a non-finite mean, or a non-finite or non-positive
+variance (``sep``'s diagonal; the diagonal of ``cma``/``paper``'s C, whose whole lower triangle is also checked at each refresh of its factor) raise
 :class:`~evoprop.errors.StrategyDiverged` naming the strategy, the generation and what to
 change. Such a state has no standard repair: its information is lost, and a search that
 silently restarted itself would no longer be the strategy that was asked for (``ipop`` is
@@ -502,15 +502,17 @@ class Strategy(abc.ABC):
         spread = ratio * self._max_std() if self._cheap_max_std else ratio
         if spread > SIGMA_RATIO_MAX:
             what = "the spread of its samples, σ · max √C_ii" if self._cheap_max_std else "its step size σ"
-            raise self._diverged(f"{what} = {spread * self._sigma0:.3g}, grew above 1e20 × σ0 (σ0 = {self._sigma0:.3g})")
+            raise self._diverged(f"{what} = {spread * self._sigma0:.3g}, grew above 1e20 × σ0 "
+                                 f"(σ0 = {self._sigma0:.3g})")
         if spread < SIGMA_RATIO_MIN:
             # So small a spread is a collapse only if the candidates no longer differ from the mean
             # in the work dtype; a search converging onto an optimum at 0 legitimately gets here.
             if not self._cheap_max_std:
                 spread = ratio * self._max_std()
             if spread * self._sigma0 <= torch.finfo(self._dtype).eps * float(self._mean.abs().max()):
-                raise self._diverged(f"the spread of its samples, σ · max √C_ii = {spread * self._sigma0:.3g}, fell "
-                                     f"below 1e-20 × σ0 (σ0 = {self._sigma0:.3g}), and every candidate equals the mean")
+                raise self._diverged(f"the spread of its samples, σ · max √C_ii = {spread * self._sigma0:.3g}, "
+                                     f"fell below 1e-20 × σ0 (σ0 = {self._sigma0:.3g}), and every candidate "
+                                     "equals the mean")
 
     #: whether ``_max_std`` is O(d) or less, so that ``_check_state`` may call it after every tell
     _cheap_max_std = True

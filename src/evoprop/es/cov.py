@@ -30,11 +30,12 @@ are part of ``state_dict`` so that a resumed run samples with exactly the same
 
 Numerical trouble, case by case:
 
-* C numerically indefinite (rounding has pushed some eigenvalues to ≤ 0, the largest
-  is positive): **repaired**, the standard remedy (pycma repairs it too, by adding
-  the previous smallest eigenvalue to C's diagonal and decomposing again): the eigenvalues are floored at ``repair_floor(d)`` × the largest
-  (10 · d · eps, above the rounding error of C itself), C is replaced by the repaired
-  matrix, and its factor is taken from the repaired eigen form directly (for
+* C numerically indefinite (rounding has pushed some eigenvalues to ≤ 0; the largest
+  is positive and none is below minus the largest): **repaired**, the standard remedy
+  (pycma repairs it too, by adding the previous smallest eigenvalue to C's diagonal
+  and decomposing again): the eigenvalues are floored at ``repair_floor(d)`` × the
+  largest (10 · d · eps, above the rounding error of C itself), C is replaced by the
+  repaired matrix, and its factor is taken from the repaired eigen form directly (for
   ``"cholesky"``: L = Rᵀ from the QR of (B D)ᵀ, which cannot fail the way a Cholesky
   of the rebuilt C can).
 * C non-finite, a non-positive variance on its diagonal, no positive eigenvalue, or a
