@@ -9,6 +9,11 @@ more than half succeed). The last line is
 ``es_quality: max_ratio_vs_pycma=<max over cases of evoprop median / pycma median>``.
 
     python benchmarks/es_quality.py [--seeds 9]
+    python benchmarks/es_quality.py --factors --libs evoprop   # cma with each factorization, no peers
+
+``--factors`` runs evoprop ``cma`` twice, with ``method="eigh"`` and ``method="cholesky"``
+(same seeds), and its last line is ``es_quality: cholesky_over_eigh=<min>..<max>`` over the
+cases: the evaluation counts behind the choice of ``EIGH_MAX_DIM`` in ``evoprop/es/cov.py``.
 """
 
 from __future__ import annotations
@@ -49,11 +54,11 @@ def rosen_t(X):
 CASES = {"ellipsoid": (ellipsoid_np, ellipsoid_t, 1.0, 1.0), "rosenbrock": (rosen_np, rosen_t, 0.0, 0.5)}
 
 
-def run_evoprop(fname, d, seed, budget):
+def run_evoprop(fname, d, seed, budget, method="auto"):
     from evoprop.es import make_strategy
 
     _, ft, x0, s0 = CASES[fname]
-    es = make_strategy("cma", torch.full((d,), x0, dtype=torch.float64), s0, seed=seed)
+    es = make_strategy("cma", torch.full((d,), x0, dtype=torch.float64), s0, seed=seed, method=method)
     while es.evaluations < budget:
         X = es.ask()
         es.tell(X, ft(X))
@@ -106,15 +111,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=9)
     ap.add_argument("--dims", default="10,40")
+    ap.add_argument("--factors", action="store_true",
+                    help="run evoprop cma with method=eigh and method=cholesky instead of its default")
+    ap.add_argument("--libs", default="evoprop,pycma,cmaes", help="comma-separated: evoprop, pycma, cmaes")
     args = ap.parse_args()
     dims = [int(x) for x in args.dims.split(",")]
+    runners = dict(RUNNERS)
+    if args.factors:
+        del runners["evoprop cma"]
+        runners = {f"evoprop cma {m}": (lambda m: lambda *a: run_evoprop(*a, method=m))(m)
+                   for m in ("eigh", "cholesky")} | runners
+    libs = set(args.libs.split(","))
+    runners = {k: v for k, v in runners.items() if k.split()[0] in libs}
     print(f"# es_quality: evaluations to f <= {TARGET:g}, {args.seeds} seeds, torch {torch.__version__}")
     rows = []
     for fname in CASES:
         for d in dims:
             budget = 2000 * d * (10 if fname == "rosenbrock" else 5)
             meds = {}
-            for lib, runner in RUNNERS.items():
+            for lib, runner in runners.items():
                 t = time.perf_counter()
                 try:
                     evals = [runner(fname, d, s, budget) for s in range(args.seeds)]
@@ -135,11 +150,22 @@ def main() -> None:
     for fname, d, lib, med, n_ok, n, lo, hi, _ in rows:
         ref = next((r[3] for r in rows if r[0] == fname and r[1] == d and r[2] == "pycma"), math.nan)
         ratio = med / ref if ref and math.isfinite(ref) else math.nan
-        if lib == "evoprop cma":
+        if lib.startswith("evoprop cma"):
             ratios.append(ratio)
         print(f"| {fname} | {d} | {lib} | {med:g} | {n_ok}/{n} | {lo:g} | {hi:g} | {ratio:.2f} |")
-    worst = max(ratios) if ratios else math.nan
-    print(f"es_quality: max_ratio_vs_pycma={worst:.2f}")
+    if args.factors:
+        factor = [next(r[3] for r in rows if r[:3] == (fname, d, "evoprop cma cholesky"))
+                  / next(r[3] for r in rows if r[:3] == (fname, d, "evoprop cma eigh"))
+                  for fname in CASES for d in dims]
+        print()
+        print("| function | d | cholesky / eigh median evals |")
+        print("|---|---|---|")
+        for (fname, d), q in zip([(f, d) for f in CASES for d in dims], factor):
+            print(f"| {fname} | {d} | {q:.3f} |")
+        print(f"es_quality: cholesky_over_eigh={min(factor):.3f}..{max(factor):.3f}")
+    ratios = [r for r in ratios if math.isfinite(r)]
+    if ratios:
+        print(f"es_quality: max_ratio_vs_pycma={max(ratios):.2f}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,13 @@ factorizations at the libraries' own cadence).
 
     python benchmarks/es_speed.py            # populations 100, 1,000, 5,000; all variants and peers
     python benchmarks/es_speed.py --quick    # population 1,000: evoprop cma/sep, pycma, EvoTorch separable
+    python benchmarks/es_speed.py --factors 100,300,1000   # cma's two factorizations, eigh vs Cholesky
+
+``--factors`` times evoprop ``cma`` with ``method="eigh"`` against ``method="cholesky"`` at each
+listed d (P = 100, float32, an axis-parallel ellipsoid, coefficients 1 to 1e3), in one process: after a warm-up past the
+first factorization, blocks of generations alternate between the two methods, and the
+medians over the blocks are reported with the machine load (``uptime``) before and after.
+This is the measurement behind ``EIGH_MAX_DIM`` in ``evoprop/es/cov.py``.
 
 Peers (``pip install -e .[bench]``): pycma (``cma``), ``cmaes`` (CMA, SepCMA),
 EvoTorch (CMAES full and separable). The last line is
@@ -258,6 +265,68 @@ def machine() -> str:
     return describe()
 
 
+def factor_comparison(dims: list[int], P: int = 100, blocks: int = 7, block_gens: int = 8) -> None:
+    """Seconds per generation of ``cma`` with either factorization, interleaved blocks, medians."""
+    import os
+    import statistics
+
+    import torch
+
+    from evoprop.es import make_strategy
+
+    def load() -> str:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+    print(f"# es_speed --factors on {machine()}; P = {P}, {blocks} blocks of {block_gens} generations per method")
+    print(f"# load average (1, 5, 15 min) before: {load()}")
+    rows = []
+    for d in dims:
+        c = 1e3 ** (torch.arange(d, dtype=torch.float32) / (d - 1))  # an ellipsoid: C has to learn something
+
+        def fit(X):
+            return (c * X**2).sum(1)
+
+        es = {m: make_strategy("cma", torch.full((d,), 1.0), 0.3, P, seed=0, method=m) for m in ("eigh", "cholesky")}
+        for e in es.values():  # warm up past the first factorization (identity until then)
+            for _ in range(2 + math.ceil(e._gap)):
+                X = e.ask()
+                e.tell(X, fit(X))
+        times: dict[str, list[float]] = {m: [] for m in es}
+        for b in range(blocks):
+            for m in (("eigh", "cholesky") if b % 2 == 0 else ("cholesky", "eigh")):
+                e = es[m]
+                t = time.perf_counter()
+                for _ in range(block_gens):
+                    X = e.ask()
+                    e.tell(X, fit(X))
+                times[m].append((time.perf_counter() - t) / block_gens)
+        # the factorization alone, on the learned C of the eigh run
+        C = es["eigh"]._C.to(torch.float64)
+        fact = {}
+        for m, fn in (("eigh", torch.linalg.eigh), ("cholesky", torch.linalg.cholesky_ex)):
+            ts = []
+            for _ in range(5):
+                t = time.perf_counter()
+                fn(C)
+                ts.append(time.perf_counter() - t)
+            fact[m] = statistics.median(ts)
+        med = {m: statistics.median(v) for m, v in times.items()}
+        rows.append((d, es["eigh"]._gap, med, fact, times))
+        print(f"  d={d:5d}: eigh {med['eigh'] * 1e3:8.2f} ms/gen, cholesky {med['cholesky'] * 1e3:8.2f} ms/gen "
+              f"({med['eigh'] / med['cholesky']:.2f}x); factorization alone eigh {fact['eigh'] * 1e3:.2f} ms, "
+              f"cholesky {fact['cholesky'] * 1e3:.2f} ms", flush=True)
+    print(f"# load average after: {load()}")
+    print()
+    print("| d | refresh every (gens) | eigh ms / gen | cholesky ms / gen | eigh / cholesky | eigh alone (ms) "
+          "| Cholesky alone (ms) |")
+    print("|---|---|---|---|---|---|---|")
+    for d, gap, med, fact, _ in rows:
+        print(f"| {d} | {gap:.2f} | {med['eigh'] * 1e3:.2f} | {med['cholesky'] * 1e3:.2f} | "
+              f"{med['eigh'] / med['cholesky']:.2f} | {fact['eigh'] * 1e3:.2f} | {fact['cholesky'] * 1e3:.2f} |")
+    print("es_speed factors: " + " ".join(f"d{d}_eigh_over_cholesky={med['eigh'] / med['cholesky']:.2f}"
+                                         for d, _, med, _, _ in rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="population 1,000 only, 2 generations, 4 runs")
@@ -266,7 +335,12 @@ def main() -> None:
     ap.add_argument("--mem-gb", type=float, default=20.0, help="address-space cap per run, GiB")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--only", default="", help="comma-separated lib:variant to run, e.g. evoprop:cma,pycma:full")
+    ap.add_argument("--factors", default="", metavar="D[,D...]",
+                    help="instead: time cma's eigh against its Cholesky factor at these dimensions (P = 100)")
     args = ap.parse_args()
+    if args.factors:
+        factor_comparison([int(x) for x in args.factors.split(",")])
+        return
 
     d = 7850
     print(f"# es_speed on {machine()}")

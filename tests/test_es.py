@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from evoprop.errors import ConfigError
+from evoprop.errors import ConfigError, StrategyDiverged
 from evoprop.es import STRATEGIES, make_strategy, rank
 from evoprop.es.paper import paper_eta_c, paper_weights
 
@@ -67,17 +67,18 @@ def test_solves_small_problems(variant, fname):
 
 
 def test_paper_faithful_is_run_literally():
-    """As printed, p_σ never decays: σ first collapses, then grows without bound once ||p_σ|| > E||N||."""
+    """As printed, p_σ never decays: σ first collapses, then grows without bound once ||p_σ|| > E||N||,
+    until the spread of the samples passes 1e20 × σ0 and the search stops as diverged."""
     es = make_strategy("paper", torch.full((8,), 0.5, dtype=torch.float64), 0.5, seed=0)
     sig = [es.sigma]
-    for _ in range(40):
-        X = es.ask()
-        es.tell(X, sphere(X))
-        sig.append(es.sigma)
+    with pytest.raises(StrategyDiverged, match="'paper' diverged .* above 1e20"):
+        for _ in range(200):
+            X = es.ask()
+            es.tell(X, sphere(X))
+            sig.append(es.sigma)
     assert sig[1] < 0.5 * sig[0] and sig[3] < sig[2] < sig[1]  # e^(||p_σ||/E||N|| - 1) < 1 while p_σ is short
     assert sig[-1] > 1e3 * sig[0]  # ... and the never-forgotten path makes σ explode
     assert es.best.fitness > 1e-2  # so the literal method does not solve the sphere
-    assert torch.isfinite(es.mean).all() and torch.isfinite(es.covariance).all()
 
 
 # ---------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def test_state_dict_round_trip_and_resume(name, mid_ask):
     cont = []
     if mid_ask:
         a.load_state_dict(a.state_dict())  # drops the pending population, re-draws it
-    for _ in range(40):
+    for _ in range(15 if name == "paper" else 40):  # the literal paper variant diverges at generation 27
         X = a.ask()
         cont.append(X)
         a.tell(X, rosenbrock(X))

@@ -45,8 +45,8 @@ def test_layer_search_can_write_the_mean_and_sync_to_the_model(mnist):
     torch.testing.assert_close(search.strategy.mean, search.evaluator.get_vector())
 
 
-def test_auto_strategy_is_the_papers_when_its_covariance_fits():
-    assert choose_strategy("auto", 100, torch.device("cpu")) == "paper"
+def test_auto_strategy_is_standard_cma_when_its_covariance_fits():
+    assert choose_strategy("auto", 100, torch.device("cpu")) == "cma"
     assert choose_strategy("auto", 2_000_000, torch.device("cpu")) == "sep"  # 96 TB of covariance
     with pytest.raises(ConfigError, match="valid: auto, paper"):
         choose_strategy("nope", 10, torch.device("cpu"))

@@ -134,7 +134,7 @@ class TrainConfig:
     milestones: list[int] | None = None  # step: epochs after which lr *= gamma; None: 1/2 and 3/4 of epochs
     noise_sample: int = setting(1024, low=0, high=MAX_COUNT)  # examples on which C is estimated per stage; 0: off
     # evolution strategy (methods hybrid and es)
-    strategy: str = "auto"  # auto: the paper's CMA-ES if its full covariance fits in memory, else sep
+    strategy: str = "auto"  # auto: standard CMA-ES (cma) if its full covariance fits in memory, else sep
     popsize: int | None = setting(None, low=2, high=MAX_COUNT)  # None: the strategy's default (4 + 3 ln d)
     sigma0: float | None = setting(None, low=0, low_open=True, high=MAX_SIGMA0,
                                    why="initial weights lie in about ±1")  # None: the initial weights' std

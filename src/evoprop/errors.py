@@ -15,3 +15,9 @@ class DataError(EvopropError):
 
 class TrainingDiverged(EvopropError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class StrategyDiverged(TrainingDiverged):
+    """An evolution strategy's state degenerated: σ left [1e-20, 1e20] × σ0, or the mean or the
+    covariance became non-finite or lost positive definiteness. The message names the strategy,
+    the generation and what to change; a run stops as ``diverged`` and keeps its last good epoch."""

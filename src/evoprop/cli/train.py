@@ -79,7 +79,7 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--noise-sample", "noise_sample", int,
      "Training examples on which the gradient noise C is estimated at each stage start; 0: off."),
     ("--strategy", "strategy", str,
-     f"Evolution strategy (hybrid, es): auto, {', '.join(STRATEGIES)}. auto: the paper's CMA-ES when its full "
+     f"Evolution strategy (hybrid, es): auto, {', '.join(STRATEGIES)}. auto: standard CMA-ES (cma) when its full "
      "covariance fits in memory (d up to ~10k), else separable CMA-ES."),
     ("--popsize", "popsize", int, "Population size: candidates evaluated per generation [default: the strategy's, 4 + 3 ln d]."),
     ("--sigma0", "sigma0", float, "Initial step size [default: the standard deviation of the initial searched weights]."),

@@ -15,7 +15,24 @@ What is written once here (and only here):
 * the recombination weights (Hansen's tutorial, incl. active negative weights);
 * cumulative step-size adaptation helpers and E||N(0, I)||;
 * the private ``torch.Generator`` and ``state_dict`` / ``load_state_dict``;
-* stopping criteria used by the IPOP restarts.
+* stopping criteria used by the IPOP restarts;
+* the divergence checks (below).
+
+Degenerate states: what is repaired, what stops the search. After every ``tell`` the
+state is checked in O(d) (never O(P·d)): a spread of the samples, σ · max √C_ii (σ
+alone for ``lmma``, whose bound on its transform costs O(k²·d)), above 1e20 × σ0 (the
+bound of pycma's ``tolupsigma``; the spread, not σ, because σ and C trade scale: the
+paper's variant grows C with σ, and ``sep``'s σ may grow by 1e20 while its variances
+shrink as much), a spread below 1e-20 × σ0 at which no candidate differs from the mean
+in the work dtype any more (a search converging onto an optimum at 0 may go that low
+legitimately), a non-finite σ, a non-finite mean, or a non-finite or non-positive
+variance (``sep``'s diagonal; the diagonal of ``cma``/``paper``'s C, whose whole lower triangle is also checked at each refresh of its factor) raise
+:class:`~evoprop.errors.StrategyDiverged` naming the strategy, the generation and what to
+change. Such a state has no standard repair: its information is lost, and a search that
+silently restarted itself would no longer be the strategy that was asked for (``ipop`` is
+the one that restarts: it answers an inner strategy's divergence with its next restart).
+A covariance that is only numerically indefinite (some eigenvalues ≤ 0, none below minus
+the largest) *is* repaired, as pycma repairs it: see :mod:`evoprop.es.cov`.
 
 Dtypes: ``ask`` returns x0's dtype ("work dtype", used for the population and the
 big P x d matrix products).  The distribution state (mean, paths, sigma,
@@ -34,11 +51,16 @@ from typing import Any
 
 import torch
 
-from evoprop.errors import ConfigError
+from evoprop.errors import ConfigError, StrategyDiverged
 
 __all__ = ["Best", "Strategy", "expected_norm", "log_weights", "rank"]
 
 _STATE_VERSION = 1
+
+# the spread of the samples (σ · max √C_ii) over σ0 outside [SIGMA_RATIO_MIN, SIGMA_RATIO_MAX]
+# is a diverged search (below the minimum only once the candidates equal the mean; module docstring)
+SIGMA_RATIO_MIN = 1e-20
+SIGMA_RATIO_MAX = 1e20
 
 
 @dataclass(frozen=True)
@@ -317,7 +339,9 @@ class Strategy(abc.ABC):
         self._rng_before_ask = self._gen.get_state()
         z = self._standard_normal()
         x, y = self._candidates(z, out)
+        # x's version counter (free to read) tells tell() whether the caller edited x in place
         self._pending = {"z": z, "y": y, "x": x}
+        self._pending_version = x._version
         return x
 
     def _candidates(self, z: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -351,8 +375,14 @@ class Strategy(abc.ABC):
 
         ``solutions`` is normally the tensor returned by the last ``ask``; other
         (P, d) solutions (repaired or injected) are accepted and mapped back to
-        the sampling space.  Non-finite fitness values rank worst; if no value is
-        finite the distribution is left unchanged (only the counters advance).
+        the sampling space, and so is the returned tensor itself after an in-place
+        edit (e.g. ``X.clamp_(lo, hi)`` to repair bounds): its version counter tells,
+        so the common case, an unedited population, costs no pass over it.
+        Non-finite fitness values rank worst; if no value is finite the distribution
+        is left unchanged (only the counters advance).
+
+        Raises :class:`~evoprop.errors.StrategyDiverged` if the update leaves a
+        degenerate state (see the module docstring).
         """
         if self._pending is None:
             raise ConfigError("tell() called without a pending ask(): call ask() first")
@@ -367,8 +397,13 @@ class Strategy(abc.ABC):
             raise ConfigError(f"tell() expects {P} fitness values, got shape {tuple(f.shape)}")
         f = f.to(device="cpu", dtype=torch.float64)
         z, y, x = self._pending["z"], self._pending["y"], self._pending["x"]
-        solutions = solutions.detach()
-        if not _same_view(solutions, x) and not (solutions.device == x.device and torch.equal(solutions, x)):
+        solutions = solutions.detach()  # (shares the version counter of the tensor it came from)
+        if _same_view(solutions, x):
+            unchanged = solutions._version == self._pending_version
+        else:
+            unchanged = solutions.device == x.device and x._version == self._pending_version \
+                and torch.equal(solutions, x)
+        if not unchanged:
             sol = solutions.to(device=self._device, dtype=self._sdtype)
             if not bool(torch.isfinite(sol).all()):
                 raise ConfigError("tell() got solutions containing NaN or infinite values")
@@ -388,6 +423,7 @@ class Strategy(abc.ABC):
             self._update(z, y, order.to(self._device), f)
         self._pending = None
         self._generation += 1
+        self._check_state()
 
     # -- hooks ---------------------------------------------------------------
     def _before_ask(self) -> None:
@@ -427,12 +463,63 @@ class Strategy(abc.ABC):
 
     def _csa_sigma(self, ps: torch.Tensor, cs: float, ds: float) -> None:
         """σ ← σ exp((c_σ/d_σ)(||p_σ|| / E||N(0,I)|| - 1))."""
-        self._set_sigma(self._sigma * math.exp((cs / ds) * (float(ps.norm()) / self._chin - 1.0)))
+        self._scale_sigma((cs / ds) * (float(ps.norm()) / self._chin - 1.0))
+
+    def _scale_sigma(self, log_factor: float) -> None:
+        """σ ← σ · exp(log_factor), without OverflowError (a σ that overflows is a divergence)."""
+        if not math.isfinite(log_factor):
+            raise self._diverged(f"the step-size update became {log_factor} (a non-finite evolution path)")
+        self._set_sigma(math.exp(min(math.log(self._sigma) + log_factor, 709.0)) if log_factor > 0
+                        else self._sigma * math.exp(log_factor))
 
     def _set_sigma(self, sigma: float) -> None:
-        # σ may legitimately become tiny or huge; it must never become 0, inf or NaN
-        if math.isfinite(sigma) and sigma > 0:
-            self._sigma = min(max(sigma, 1e-300), 1e300)
+        # σ may legitimately become tiny or huge (checked against σ0 after the update);
+        # it must never become 0, inf or NaN
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise self._diverged(f"the step size σ became {sigma}")
+        self._sigma = sigma
+
+    # -- divergence (see the module docstring) -------------------------------
+    #: what to change when the search diverges (a strategy may say something more specific)
+    _remedy = "lower sigma0 (--sigma0) or choose another strategy (--strategy cma, or sep)"
+
+    def _diverged(self, what: str, generation: int | None = None) -> StrategyDiverged:
+        """The error for a degenerate state found in ``generation`` (default: the one being told)."""
+        g = generation if generation is not None else self._generation + (1 if self._pending is not None else 0)
+        return StrategyDiverged(f"evolution strategy '{self.name}' diverged at generation {g}: {what}; "
+                                f"{self._remedy}")
+
+    def _check_state(self) -> None:
+        """Raise StrategyDiverged if σ, the mean or the covariance degenerated (O(d) work)."""
+        if not bool(torch.isfinite(self._mean).all()):
+            raise self._diverged("the mean became non-finite")
+        problem = self._covariance_problem()
+        if problem:
+            raise self._diverged(problem)
+        # The sampling spread σ · max √C_ii, not σ alone: σ and C trade scale (sep's σ may grow
+        # by 1e20 while its variances shrink as much, on a search that converges).
+        ratio = self._sigma / self._sigma0
+        spread = ratio * self._max_std() if self._cheap_max_std else ratio
+        if spread > SIGMA_RATIO_MAX:
+            what = "the spread of its samples, σ · max √C_ii" if self._cheap_max_std else "its step size σ"
+            raise self._diverged(f"{what} = {spread * self._sigma0:.3g}, grew above 1e20 × σ0 "
+                                 f"(σ0 = {self._sigma0:.3g})")
+        if spread < SIGMA_RATIO_MIN:
+            # So small a spread is a collapse only if the candidates no longer differ from the mean
+            # in the work dtype; a search converging onto an optimum at 0 legitimately gets here.
+            if not self._cheap_max_std:
+                spread = ratio * self._max_std()
+            if spread * self._sigma0 <= torch.finfo(self._dtype).eps * float(self._mean.abs().max()):
+                raise self._diverged(f"the spread of its samples, σ · max √C_ii = {spread * self._sigma0:.3g}, "
+                                     f"fell below 1e-20 × σ0 (σ0 = {self._sigma0:.3g}), and every candidate "
+                                     "equals the mean")
+
+    #: whether ``_max_std`` is O(d) or less, so that ``_check_state`` may call it after every tell
+    _cheap_max_std = True
+
+    def _covariance_problem(self) -> str | None:
+        """What is wrong with the covariance's cheap-to-check part (O(d)), or None."""
+        return None
 
     # -- stopping (used by IPOP; optional for users) -------------------------
     def should_stop(self, *, tolx: float = 1e-12, tolfun: float = 1e-12, tolcond: float = 1e14) -> bool:

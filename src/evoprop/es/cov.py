@@ -15,14 +15,34 @@ Two factorizations (``method``):
   algorithm's behaviour unchanged to first order, since L changes as slowly as C).
   Reason: on this 2-core machine eigh of a 7,850² matrix takes ~80 s (torch) to
   ~140 s (numpy), Cholesky 1.9 s (float32) / 4.4 s (float64).
-* ``"auto"`` (default): eigh up to ``EIGH_MAX_DIM`` dimensions, Cholesky above.
+* ``"auto"`` (default): eigh up to ``EIGH_MAX_DIM`` = 10 dimensions, Cholesky above.
+  Chosen by measurement (``benchmarks/es_speed.py --factors``, P = 100, BENCHMARKS.md):
+  per generation eigh costs 1.00x Cholesky at d = 10, 1.19x at 40, 1.97x at 100, 4.96x at
+  300, 8.14x at 1,000; where it costs nothing more, the textbook's C^{-1/2} is kept
+  (``benchmarks/es_quality.py --factors``: same evaluation counts on the ellipsoid,
+  0.98x at d = 10 and 1.02x at 40, but 1.09x on Rosenbrock at d = 10).
 
 Refresh cadence (pycma's): the factor is recomputed only when at least
 ``gap = 1 / (c1 + cmu) / d / 10`` generations have passed since the last one.
-Cholesky runs in the work dtype and falls back to float64, then to an
-eigendecomposition with clipped eigenvalues if C is not numerically positive
-definite. The factor (and B, D) are part of ``state_dict`` so that a resumed run
-samples with exactly the same (possibly stale) factor.
+Cholesky runs in the work dtype and falls back to float64. The factor (and B, D)
+are part of ``state_dict`` so that a resumed run samples with exactly the same
+(possibly stale) factor.
+
+Numerical trouble, case by case:
+
+* C numerically indefinite (rounding has pushed some eigenvalues to ≤ 0; the largest
+  is positive and none is below minus the largest): **repaired**, the standard remedy
+  (pycma repairs it too, by adding the previous smallest eigenvalue to C's diagonal
+  and decomposing again): the eigenvalues are floored at ``repair_floor(d)`` × the
+  largest (10 · d · eps, above the rounding error of C itself), C is replaced by the
+  repaired matrix, and its factor is taken from the repaired eigen form directly (for
+  ``"cholesky"``: L = Rᵀ from the QR of (B D)ᵀ, which cannot fail the way a Cholesky
+  of the rebuilt C can).
+* C non-finite, a non-positive variance on its diagonal, no positive eigenvalue, or a
+  negative eigenvalue larger in size than the largest positive one (a broken update,
+  not rounding): nothing is left to repair; :class:`~evoprop.errors.StrategyDiverged` (see
+  :mod:`evoprop.es.base`). The diagonal is checked after every ``tell`` (O(d)), the
+  lower triangle at every refresh of the factor.
 """
 
 from __future__ import annotations
@@ -33,9 +53,20 @@ import torch
 
 from evoprop.errors import ConfigError
 
-EIGH_MAX_DIM = 1000
+EIGH_MAX_DIM = 10  # measured: see the module docstring
 BLOCK = 1024  # column block of the triangular products below
 _METHODS = ("auto", "eigh", "cholesky")
+
+
+def repair_floor(d: int) -> float:
+    """Relative floor of the eigenvalues of a repaired covariance: 10 · d · eps(float64).
+
+    Below about d · eps · λ_max an eigenvalue of C is rounding noise (of the updates that
+    built C, and of any rebuild B diag(λ) Bᵀ), so flooring at that level changes C by no
+    more than its own rounding, and the repaired factor has a condition number of at most
+    1/√(10 d eps) (2e6 at d = 100, 5e4 at d = 157,000).
+    """
+    return 10.0 * d * torch.finfo(torch.float64).eps
 
 
 def _bounds(d: int) -> list[tuple[int, int]]:
@@ -108,6 +139,9 @@ class FullCovariance:
 
     def _factorize(self) -> None:
         C = self._C
+        problem = self._lower_triangle_problem()
+        if problem:
+            raise self._diverged(problem, self._generation + 1)
         if self._factor_method == "cholesky":
             for dt in dict.fromkeys((self._dtype, torch.float64)):
                 L, info = torch.linalg.cholesky_ex(C.to(dt))
@@ -118,14 +152,22 @@ class FullCovariance:
                     return
             # not numerically positive definite: repair through an eigendecomposition
         evals, B = torch.linalg.eigh(C.to(torch.float64))  # reads the lower triangle
-        top = float(evals.max())
-        if not math.isfinite(top) or top <= 0:
-            raise FloatingPointError("covariance matrix lost positive definiteness")
-        evals = evals.clamp_min(top * 1e-20)
+        top, bottom = float(evals.max()), float(evals.min())
+        if not (math.isfinite(top) and top > 0 and bottom >= -top):
+            raise self._diverged(f"its covariance matrix lost positive definiteness (eigenvalues from {bottom:.3g} "
+                                 f"to {top:.3g})", self._generation + 1)
+        floor = top * repair_floor(self._dim)
+        if bool((evals < floor).any()):  # a repair: C becomes the matrix now sampled from
+            evals = evals.clamp_min(floor)
+            C.copy_((B * evals) @ B.T)  # (both triangles valid again)
         D = evals.sqrt()
-        if self._factor_method == "cholesky":  # repaired C, then Cholesky of it
-            C.copy_((B * evals) @ B.T)  # (full: both triangles valid again)
-            L = torch.linalg.cholesky(C.to(torch.float64))
+        if self._factor_method == "cholesky":
+            # The repaired C = B diag(evals) Bᵀ, factored directly: with (B D)ᵀ = Q R (Householder QR),
+            # C = Rᵀ Qᵀ Q R = Rᵀ R, so L = Rᵀ (signs made positive) is its Cholesky factor. Rebuilding
+            # C and calling Cholesky on it instead can fail again: the rounding of the rebuild is of
+            # the order of d · eps · top, as large as the floored eigenvalues.
+            R = torch.linalg.qr((B * D).T, mode="r").R
+            L = R.T * torch.sign(R.diagonal()).masked_fill_(R.diagonal() == 0, 1.0).unsqueeze(0)
             self._A = L.to(self._dtype)
             self._B = None
             self._D = L.diagonal().to(self._sdtype)
@@ -133,6 +175,22 @@ class FullCovariance:
         self._B = B.to(self._dtype)
         self._A = (B * D).to(self._dtype)
         self._D = D.to(self._sdtype)
+
+    def _lower_triangle_problem(self) -> str | None:
+        """Whether the lower triangle of C (the part that is read) holds a non-finite value."""
+        C = self._C
+        for s, e in _bounds(self._dim):
+            if not bool(torch.isfinite(C[s:e, :e]).all()):
+                return "its covariance matrix became non-finite"
+        return None
+
+    def _covariance_problem(self) -> str | None:
+        diag = self._C.diagonal()  # O(d) after every tell; the whole triangle is checked at each refresh
+        if not bool(torch.isfinite(diag).all()):
+            return "its covariance matrix became non-finite"
+        if not float(diag.min()) > 0:
+            return "its covariance matrix lost positive definiteness (a variance is no longer positive)"
+        return None
 
     # -- maps between z (standard normal) and y (ambient step) -------------
     def _sample(self, z: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ class LMMA(Strategy):
 
     name = "lmma"
     _keeps_y = False
+    _cheap_max_std = False  # _max_std forms the k x k Gram matrix of the paths: O(k²·d)
     _state_tensors = ("_ps", "_M")
 
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
@@ -117,7 +118,12 @@ class LMMA(Strategy):
         coef = (self._mueff * cc * (2.0 - cc)).sqrt()
         self._M.mul_((1.0 - cc).unsqueeze(1)).add_(coef.unsqueeze(1) * zw.unsqueeze(0))
         n = self._dim
-        self._set_sigma(self._sigma * math.exp(self._cs / 2.0 * (float(self._ps @ self._ps) / n - 1.0)))
+        self._scale_sigma(self._cs / 2.0 * (float(self._ps @ self._ps) / n - 1.0))
+
+    def _covariance_problem(self) -> str | None:
+        if not bool(torch.isfinite(self._M).all()):
+            return "its evolution paths (the transform's memory) became non-finite"
+        return None
 
     def _max_std(self) -> float:
         # an upper bound of the transform's spectral norm: a + ||T|| ||M Mᵀ||

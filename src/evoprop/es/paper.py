@@ -28,15 +28,21 @@ How we read the ambiguous parts (``faithful=True``, the default):
   inverse square root of the covariance the population was *sampled from*
   (the pre-update C, as in every CMA-ES), computed from the same lazily
   refreshed factor as ``cma`` (cadence 1/(η_c Σ w̃)/d/10 generations); above
-  1,000 dimensions that factor is the Cholesky factor L and L⁻¹ stands in for
-  C^(−1/2) (same norm for each step; see :mod:`evoprop.es.cov`).
+  ``EIGH_MAX_DIM`` (10) dimensions that factor is the Cholesky factor L and L⁻¹
+  stands in for C^(−1/2) (same norm for each step; see :mod:`evoprop.es.cov`).
 * E||N(0, I)|| is the exact value √2 Γ((d+1)/2)/Γ(d/2).
 
 What breaks when run literally: p_σ is never forgotten, so ||p_σ|| only grows
 as a random walk (plus a drift while the elite keeps moving the mean one
 way). Early on ||p_σ|| ≪ E||N|| and σ shrinks by up to e⁻¹ per generation;
 once ||p_σ|| exceeds E||N|| (after ~N/0.4 generations of random walk or
-~2.6√d generations of drift), σ grows every generation without bound.
+~2.6√d generations of drift), σ grows every generation without bound, and C,
+whose update (2) adds σ·y yᵀ, grows with it. On the sphere (d = 90, σ0 = 0.5)
+σ falls to 5e-5 by generation 23 and the spread of the samples passes
+1e20 × σ0 at generation 66, where the search stops with
+:class:`~evoprop.errors.StrategyDiverged` (see :mod:`evoprop.es.base`); its
+message says to use ``cma`` or ``faithful=False``. ``--strategy auto`` never
+picks this variant.
 ``faithful=False`` keeps (1), (2) with σ² and the same weights and η_c, but
 replaces (3)-(4) by standard CSA: p_σ ← (1 − c_σ) p_σ + √(c_σ(2 − c_σ) μ_eff)
 C^(−1/2) (m_new − m_old) / (σ η_m Σ w̃) and σ ← σ exp(c_σ/d_σ (||p_σ||/E||N|| − 1)),
@@ -114,6 +120,13 @@ class PaperCMA(FullCovariance, Strategy):
         self._gap = 1.0 / (self._eta_c * self._wsum) / n / 10.0
 
     @property
+    def _remedy(self) -> str:  # what to change when the search diverges (see Strategy._diverged)
+        if self._faithful:
+            return ("equations (3)-(4) as printed never damp the step size, so σ collapses or explodes: use "
+                    "--strategy cma (standard CMA-ES), or keep this one with --es-opt faithful=false")
+        return "lower sigma0 (--sigma0) or use --strategy cma (standard CMA-ES)"
+
+    @property
     def eta_c(self) -> float:
         return self._eta_c
 
@@ -142,7 +155,7 @@ class PaperCMA(FullCovariance, Strategy):
         if self._faithful:
             self._ps.add_(white)
             # (4)
-            self._set_sigma(sigma * math.exp(float(self._ps.norm()) / self._chin - 1.0))
+            self._scale_sigma(float(self._ps.norm()) / self._chin - 1.0)
         else:
             self._csa(self._ps, white / (self._eta_m * self._wsum), self._cs, self._mueff)
             self._csa_sigma(self._ps, self._cs, self._ds)

@@ -7,6 +7,12 @@ best over all runs, ``generation``/``evaluations`` count over all runs.
 Each restart starts from ``x0`` (``restart_mean="x0"``, the default) or from
 x0 + σ0·U(−2, 2)^d (``restart_mean="random"``), with the initial σ0 and the
 seed ``seed + restart`` (so a seeded run is reproducible).
+
+An inner strategy that diverges (:class:`~evoprop.errors.StrategyDiverged`, see
+:mod:`evoprop.es.base`) is restarted the same way at the next ``ask``, while restarts
+remain; after the last one its divergence is raised. ``state_dict`` holds what decides
+the future restarts (seed, x0, σ0, the first population, the restart settings), so a
+state loaded into a wrapper built with other arguments resumes the saved run exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 import torch
 
-from evoprop.errors import ConfigError
+from evoprop.errors import ConfigError, StrategyDiverged
 
 from .base import Best, Strategy, _as_vector, default_popsize
 
@@ -66,6 +72,7 @@ class IPOP:
         self._stop_options = dict(stop_options or {})
         self._options = options
         self._restarts = 0
+        self._inner_diverged = False
         self._done_generations = 0
         self._done_evaluations = 0
         self._best = Best(None, float("inf"))
@@ -122,20 +129,36 @@ class IPOP:
         return self._restarts >= self._max_restarts and self._inner.should_stop(**self._stop_options)
 
     def ask(self, out: torch.Tensor | None = None) -> torch.Tensor:
-        if self._inner.should_stop(**self._stop_options) and self._restarts < self._max_restarts:
+        if self._restarts < self._max_restarts and (
+                self._inner_diverged or self._inner.should_stop(**self._stop_options)):
             self._restart()
+        try:
+            return self._inner.ask(self._fitting(out))
+        except StrategyDiverged:  # e.g. its covariance could not be factored
+            if self._restarts >= self._max_restarts:
+                raise
+            self._restart()
+            return self._inner.ask(self._fitting(out))
+
+    def _fitting(self, out: torch.Tensor | None) -> torch.Tensor | None:
         if out is not None and tuple(out.shape) != (self._inner.popsize, self._inner.dim):
-            out = None  # a restart grew the population: the caller's buffer no longer fits
-        return self._inner.ask(out)
+            return None  # a restart grew the population: the caller's buffer no longer fits
+        return out
 
     def tell(self, solutions: torch.Tensor, fitness: Any) -> None:
-        self._inner.tell(solutions, fitness)
+        try:
+            self._inner.tell(solutions, fitness)
+        except StrategyDiverged:
+            if self._restarts >= self._max_restarts:
+                raise
+            self._inner_diverged = True  # the next ask restarts
 
     def _restart(self) -> None:
         self._best = self.best
         self._done_generations += self._inner.generation
         self._done_evaluations += self._inner.evaluations
         self._restarts += 1
+        self._inner_diverged = False
         mean = self._x0
         if self._restart_mean == "random":
             u = torch.rand(self._x0.shape, generator=self._gen, device=self._x0.device, dtype=self._x0.dtype)
@@ -147,6 +170,16 @@ class IPOP:
             "name": self.name,
             "base": self._base,
             "restarts": self._restarts,
+            "inner_diverged": self._inner_diverged,
+            # what decides the future restarts (a wrapper built with other arguments takes these)
+            "seed": self._seed,
+            "x0": self._x0.clone(),
+            "sigma0": self._sigma0,
+            "popsize0": self._popsize0,
+            "inc_popsize": self._inc,
+            "max_restarts": self._max_restarts,
+            "restart_mean": self._restart_mean,
+            "stop_options": dict(self._stop_options),
             "done_generations": self._done_generations,
             "done_evaluations": self._done_evaluations,
             "best_x": None if self._best.solution is None else self._best.solution.clone(),
@@ -159,7 +192,18 @@ class IPOP:
         if state.get("name") != self.name or state.get("base") != self._base:
             raise ConfigError(f"state_dict is for {state.get('name')!r}/{state.get('base')!r}, "
                               f"not ipop/{self._base!r}")
+        # (a state saved before these were stored keeps this wrapper's own settings)
         self._restarts = int(state["restarts"])
+        self._inner_diverged = bool(state.get("inner_diverged", False))
+        self._seed = state.get("seed", self._seed)
+        if state.get("x0") is not None:
+            self._x0 = state["x0"].to(self._x0.device).clone()
+        self._sigma0 = state.get("sigma0", self._sigma0)
+        self._popsize0 = int(state.get("popsize0", self._popsize0))
+        self._inc = float(state.get("inc_popsize", self._inc))
+        self._max_restarts = int(state.get("max_restarts", self._max_restarts))
+        self._restart_mean = state.get("restart_mean", self._restart_mean)
+        self._stop_options = dict(state.get("stop_options", self._stop_options))
         self._done_generations = int(state["done_generations"])
         self._done_evaluations = int(state["done_evaluations"])
         bx = state["best_x"]

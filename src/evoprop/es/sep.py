@@ -96,6 +96,14 @@ class SepCMA(Strategy):
         self._std = var.sqrt().to(wd)
         self._csa_sigma(self._ps, r["cs"], r["ds"])
 
+    def _covariance_problem(self) -> str | None:
+        var = self._var
+        if not bool(torch.isfinite(var).all()):
+            return "its variances (the diagonal covariance) became non-finite"
+        if not float(var.min()) > 0:
+            return "a variance of its diagonal covariance is no longer positive"
+        return None
+
     def _max_std(self) -> float:
         return math.sqrt(float(self._var.max()))
 

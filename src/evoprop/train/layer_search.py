@@ -33,13 +33,17 @@ WRITE_MODES = ("best", "mean")
 
 
 def choose_strategy(name: str, dim: int, device: torch.device) -> str:
-    """``auto`` -> the paper's CMA-ES when its full covariance fits in memory, else separable CMA-ES."""
+    """``auto`` -> standard CMA-ES when its full covariance fits in memory, else separable CMA-ES.
+
+    Never the paper's variant: as printed, its step size is not damped and collapses or
+    explodes (see :mod:`evoprop.es.paper`); it stays available by name, for the reproduction.
+    """
     if name != "auto":
         if name not in STRATEGIES:
             raise ConfigError(f"unknown strategy '{name}'; valid: auto, {', '.join(STRATEGIES)}")
         return name
     need = FULL_COVARIANCE_BYTES_PER_D2 * dim * dim
-    return "paper" if need <= STRATEGY_MEMORY_FRACTION * available_memory(device) else "sep"
+    return "cma" if need <= STRATEGY_MEMORY_FRACTION * available_memory(device) else "sep"
 
 
 def default_sigma0(x0: torch.Tensor) -> float:
