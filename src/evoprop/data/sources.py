@@ -19,6 +19,9 @@ from ..errors import DataError
 
 #: Environment variable naming the data folder when no ``data_dir`` is given.
 DATA_ENV = "EVOPROP_DATA"
+#: The help of every command's ``--data-dir`` option.
+DATA_DIR_HELP = (f"Folder holding mnist/ and cifar10/ (it must exist) [default: ${DATA_ENV}, else ./data]. Missing "
+                 "files are downloaded into it; MNIST also ships inside the package.")
 
 # --- MNIST ---------------------------------------------------------------------------------
 
