@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from evoprop.data import DATASETS, DatasetSplits, Split, UnofficialDataWarning, load_dataset, resolve_data_dir
+from evoprop.data import DATASETS, BundledDataNote, DatasetSplits, Split, UnofficialDataWarning, load_dataset, locate_data_dir, resolve_data_dir
 from evoprop.data import datasets as datasets_mod
 from evoprop.data import sources
 from evoprop.errors import ConfigError, DataError
@@ -199,21 +199,46 @@ def test_unknown_dataset_and_bad_arguments(data_dir):
 def test_resolve_data_dir(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EVOPROP_DATA", raising=False)
-    assert resolve_data_dir() == tmp_path / "data"
+    assert resolve_data_dir() == tmp_path / "data"  # the default need not exist
+    for name in ("env", "rel", "arg"):
+        (tmp_path / name).mkdir()
     monkeypatch.setenv("EVOPROP_DATA", str(tmp_path / "env"))
     assert resolve_data_dir() == tmp_path / "env"
     assert resolve_data_dir("rel") == tmp_path / "rel"
     assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert locate_data_dir("rel").origin == "--data-dir"
+    assert locate_data_dir().origin == "$EVOPROP_DATA"
+
+
+@pytest.mark.parametrize("named_by", ["argument", "environment"])
+def test_a_named_data_folder_that_does_not_exist_is_an_error(named_by, monkeypatch, tmp_path):
+    """A typo in --data-dir (or $EVOPROP_DATA) must not silently fall back to the bundled MNIST."""
+    missing = tmp_path / "no-such-folder"
+    monkeypatch.setenv("EVOPROP_DATA", str(missing) if named_by == "environment" else str(tmp_path))
+    with pytest.raises(DataError) as excinfo:
+        load_dataset("mnist", data_dir=missing if named_by == "argument" else None, download=False)
+    origin = "--data-dir" if named_by == "argument" else "$EVOPROP_DATA"
+    assert_one_line_error(excinfo, f"data folder {missing} (from {origin}) does not exist", "mnist/")
 
 
 # --- MNIST file handling: bundled copy, uncompressed files, corrupt files, missing files ------
 
 
-def test_mnist_falls_back_to_the_bundled_copy(tmp_path, mnist):
-    ds = load_dataset("mnist", data_dir=tmp_path, download=False, limit_train=10, limit_test=10)
+def test_mnist_falls_back_to_the_bundled_copy_and_says_so(tmp_path, mnist):
+    with pytest.warns(BundledDataNote, match=f"no MNIST files in {tmp_path / 'mnist'}.*bundled with evoprop"):
+        ds = load_dataset("mnist", data_dir=tmp_path, download=False, limit_train=10, limit_test=10)
     assert all(Path(f).parent == sources.BUNDLED_MNIST_DIR for f in ds.files)
     assert torch.equal(ds.test.x, mnist.test.x[:10])
     assert not (tmp_path / "mnist").exists()  # nothing downloaded or created
+
+
+def test_the_default_data_folder_falls_back_to_the_bundled_mnist_quietly(tmp_path, monkeypatch, recwarn):
+    """No folder named: the bundled copy is what the README promises, so no note."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVOPROP_DATA", raising=False)
+    ds = load_dataset("mnist", download=False, limit_train=10, limit_test=10)
+    assert all(Path(f).parent == sources.BUNDLED_MNIST_DIR for f in ds.files)
+    assert not [w for w in recwarn if issubclass(w.category, BundledDataNote)]
 
 
 def test_mnist_accepts_uncompressed_files(tmp_path, data_dir, mnist):
@@ -252,10 +277,12 @@ def test_corrupt_mnist_file_gives_one_line_error(kind, tmp_path, data_dir):
 
 def test_missing_mnist_without_download_names_the_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "BUNDLED_MNIST_DIR", tmp_path / "no-bundle")
+    (tmp_path / "data").mkdir()
     with pytest.raises(DataError) as excinfo:
         load_dataset("mnist", data_dir=tmp_path / "data", download=False)
-    assert_one_line_error(excinfo, f"not found in {tmp_path / 'data' / 'mnist'}", "downloading is disabled",
-                          "train-images-idx3-ubyte.gz", "--data-dir")
+    assert_one_line_error(excinfo, f"not found in data folder {tmp_path / 'data'} (from --data-dir)",
+                          f"looked for {tmp_path / 'data' / 'mnist' / 'train-images-idx3-ubyte'}.gz",
+                          "downloading is disabled", "train-images-idx3-ubyte.gz", "--data-dir")
 
 
 # --- downloads from a loopback server -----------------------------------------------------------
@@ -290,6 +317,7 @@ def test_mnist_download_from_mirror(tmp_path, data_dir, monkeypatch, serve, mnis
     monkeypatch.setattr(sources, "BUNDLED_MNIST_DIR", tmp_path / "no-bundle")
     # the first mirror answers 404 for everything; the loader must fall through to the second
     monkeypatch.setattr(sources, "MNIST_MIRRORS", [serve(tmp_path / "empty"), serve(good)])
+    (tmp_path / "data").mkdir()
     ds = load_dataset("mnist", data_dir=tmp_path / "data", limit_train=10, limit_test=10)
     folder = tmp_path / "data" / "mnist"
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.gz" for n in MNIST_FILES)
@@ -303,10 +331,13 @@ def test_mnist_download_of_wrong_file_leaves_nothing(tmp_path, monkeypatch, serv
         (wrong / f"{name}.gz").write_bytes(gzip.compress(b"not mnist" * 100))
     monkeypatch.setattr(sources, "BUNDLED_MNIST_DIR", tmp_path / "no-bundle")
     monkeypatch.setattr(sources, "MNIST_MIRRORS", [serve(wrong)])
+    monkeypatch.chdir(tmp_path)  # the default ./data, which need not exist
+    monkeypatch.delenv("EVOPROP_DATA", raising=False)
     with pytest.raises(DataError) as excinfo:
-        load_dataset("mnist", data_dir=tmp_path / "data")
+        load_dataset("mnist")
     folder = tmp_path / "data" / "mnist"
-    assert_one_line_error(excinfo, f"not found in {folder}", "download failed", "magic number", "--data-dir")
+    assert_one_line_error(excinfo, f"not found in data folder {tmp_path / 'data'}", f"into {folder}/",
+                          "download failed", "magic number", "--data-dir")
     assert not (tmp_path / "data").exists()  # nothing left behind, not even the folders
 
 
@@ -315,11 +346,14 @@ def test_download_from_unreachable_mirror(tmp_path, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setattr(sources, "CIFAR10_URLS", [f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"])
+    monkeypatch.chdir(tmp_path)  # the default ./data, which need not exist
+    monkeypatch.delenv("EVOPROP_DATA", raising=False)
     with pytest.raises(DataError) as excinfo:
-        load_dataset("cifar10", data_dir=tmp_path / "data")
+        load_dataset("cifar10")
     folder = tmp_path / "data" / "cifar10"
-    assert_one_line_error(excinfo, f"CIFAR-10 not found in {folder}", "download failed", "cifar-10-python.tar.gz",
-                          sources.CIFAR10_HOME)
+    assert_one_line_error(excinfo, f"CIFAR-10 not found in data folder {tmp_path / 'data'} (from the default ./data)",
+                          f"looked for {folder / 'cifar-10-python.tar.gz'}", "download failed",
+                          "cifar-10-python.tar.gz", sources.CIFAR10_HOME, f"into {folder}/", "--data-dir")
     assert not (tmp_path / "data").exists()  # nothing left behind, not even the folders
 
 
@@ -426,7 +460,8 @@ def test_corrupt_cifar_archive_gives_one_line_error(kind, tmp_path):
 def test_missing_cifar_without_download_names_the_folder(tmp_path):
     with pytest.raises(DataError) as excinfo:
         load_dataset("cifar10-gray", data_dir=tmp_path, download=False)
-    assert_one_line_error(excinfo, f"not found in {tmp_path / 'cifar10'}", "cifar-10-python.tar.gz",
+    assert_one_line_error(excinfo, f"not found in data folder {tmp_path} (from --data-dir)",
+                          f"{tmp_path / 'cifar10' / 'cifar-10-batches-py'}/", "cifar-10-python.tar.gz",
                           sources.CIFAR10_HOME, "--data-dir")
 
 
@@ -434,6 +469,7 @@ def test_cifar_download_must_match_the_official_md5(tmp_path, monkeypatch, serve
     served = _write_cifar(tmp_path / "srv" / "cifar-10-python.tar.gz", _tiny_batches())
     monkeypatch.setattr(sources, "CIFAR10_URLS", [serve(served.parent) + served.name])
     folder = tmp_path / "data" / "cifar10"
+    folder.parent.mkdir()
     with pytest.raises(DataError) as excinfo:
         load_dataset("cifar10", data_dir=tmp_path / "data", split="official")
     assert_one_line_error(excinfo, "download failed", "is not the official", str(folder))

@@ -95,6 +95,32 @@ def test_runs_differing_in_a_setting_are_told_apart(runs, tmp_path, data_dir):
                                               "gradient sgd lr 0.01 (batch_size=50)"]
 
 
+def test_a_repeated_seed_is_counted_once_and_named(runs, tmp_path):
+    """Two runs of seed 0 are one seed: no '± std' over repeats, and the note says which run was left out."""
+    import shutil
+
+    repeat = tmp_path / "sgd-a-again"
+    shutil.copytree(runs / "plain" / "sgd-a", repeat)
+    result = build_report([runs / "plain" / "sgd-a", repeat], tmp_path / "one-seed")
+    [row] = result["rows"]
+    assert row["runs"] == 1 and row["seeds"] == "0" and row["best_test_f1_std"] is None
+    assert row["duplicate_run_dirs"] in (str(repeat.resolve()), str((runs / "plain" / "sgd-a").resolve()))
+    md = (tmp_path / "one-seed" / "table.md").read_text()
+    assert "±" not in md and "1 more run(s) with a seed already counted" in md and "not another seed" in md
+    # with a second seed beside the repeat: two seeds, averaged
+    [row] = build_report([runs / "plain" / "sgd-a", repeat, runs / "plain" / "sgd-b"], tmp_path / "two")["rows"]
+    assert row["runs"] == 2 and row["seeds"] == "0;1" and row["best_test_f1_std"] is not None
+
+
+def test_a_resnet_run_is_labelled_by_its_network(runs, tmp_path, data_dir):
+    resnet = tmp_path / "resnet"
+    run_training(TrainConfig.from_dict(dict(data_dir=str(data_dir), model="resnet18", resnet_width=4, limit_train=64,
+                                            limit_test=32, epochs=1, batch_size=32, noise_sample=0)),
+                 out=resnet, echo=lambda line: None)
+    labels = sorted(r.method for r in build_report([runs / "plain" / "adam", resnet], tmp_path / "out")["rows"])
+    assert labels == ["mnist d1 gradient adam lr 0.001", "mnist resnet18-w4 gradient sgd lr 0.01"]
+
+
 def test_mean_and_sample_std():
     assert mean_std([1.0, None]) == (1.0, None)
     mean, std = mean_std([0.5, 0.7, 0.9])

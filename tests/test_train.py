@@ -111,3 +111,18 @@ def test_out_refuses_to_overwrite_a_run(data_dir, tmp_path):
     run_training(small_config(data_dir, epochs=1), out=tmp_path / "r")
     with pytest.raises(EvopropError, match="already holds a run.*--resume"):
         run_training(small_config(data_dir, epochs=1), out=tmp_path / "r")
+
+
+@pytest.mark.parametrize("settings, tail", [
+    (dict(method="es"), "-mnist-d1-es"),  # an ES-only run has no gradient optimizer, so none in its name
+    (dict(method="hybrid", depth=3, optimizer="adam"), "-mnist-d3-hybrid-adam"),
+    (dict(dataset="cifar10", model="resnet18"), "-cifar10-resnet18-gradient-sgd"),
+    (dict(dataset="cifar10", model="resnet18", resnet_width=16), "-cifar10-resnet18-w16-gradient-sgd"),
+])
+def test_the_default_run_directory_names_what_trains(settings, tail):
+    import re
+
+    from evoprop.runs.launch import default_run_dir
+
+    path = default_run_dir(TrainConfig(**settings))
+    assert path.parent.name == "runs" and re.fullmatch(r"\d{8}-\d{6}" + re.escape(tail), path.name), path

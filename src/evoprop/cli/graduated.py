@@ -8,6 +8,7 @@ import click
 
 from evoprop.config import TrainConfig
 from evoprop.data import DATASETS
+from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.models import MODELS
 from evoprop.train.schedules import GRADUATED, SCHEDULES
 
@@ -38,7 +39,7 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--limit-train", "limit_train", int, "Use only the first N training examples (quick looks)."),
     ("--limit-test", "limit_test", int, "Use only the first N test and validation examples."),
     ("--data-dir", "data_dir", click.Path(file_okay=False),
-     "Folder holding mnist/ and cifar10/ [default: $EVOPROP_DATA, else ./data]."),
+     DATA_DIR_HELP),
     ("--device", "device", str, "auto (a GPU when there is one), cpu, cuda or cuda:N [default: auto]."),
 ]
 

@@ -13,6 +13,7 @@ import click
 
 from evoprop.config import check_setting
 from evoprop.data import DATASETS
+from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.errors import ConfigError
 from evoprop.lab.losses import LOSSES
 from evoprop.lab.problem import PIXELS, Problem, fresh_problem, run_problem
@@ -54,7 +55,7 @@ def model_options(defaults: dict, run: bool = True):
             click.option("--limit-test", type=int, default=None, metavar="N",
                          help="Use only the first N test (and validation) examples [default: all]."),
             click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                         help="Folder holding mnist/ and cifar10/ [default: $EVOPROP_DATA, else ./data]."),
+                         help=DATA_DIR_HELP),
             click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         ]
         if run:

@@ -23,7 +23,7 @@ from evoprop.cli.search import search_command
 from evoprop.cli.stepsize import stepsize_command
 from evoprop.cli.train import train_command
 from evoprop.cli.tune import tune_command
-from evoprop.data import UnofficialDataWarning
+from evoprop.data import DataNote
 from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.optim import OPTIMIZERS
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def show(message, category, *args, **kwargs) -> None:
             # evoprop's own notes (e.g. an unofficial data archive) as one line, not Python's two-line format
-            if issubclass(category, UnofficialDataWarning):
+            if issubclass(category, DataNote):
                 click.echo(f"evoprop: note: {message}", err=True)
             else:
                 original(message, category, *args, **kwargs)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.experiments.paper_tables import PAPER_EPOCHS, TABLES
 
 EXIT_INTERRUPTED = 130
@@ -32,7 +33,7 @@ def _rows_help() -> str:
 @click.option("--init", default=None, metavar="NAME",
               help="Weight initialisation of every row: glorot (default; the paper does not say), lecun, he, torch.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Folder holding mnist/ and cifar10/ [default: $EVOPROP_DATA, else ./data].")
+              help=DATA_DIR_HELP)
 @click.option("--limit-train", type=int, metavar="N",
               help="Quick look: only the first N training examples (no longer the paper's setting).")
 @click.option("--limit-test", type=int, metavar="N", help="Quick look: only the first N test and validation examples.")

@@ -8,6 +8,7 @@ import click
 
 from evoprop.config import TrainConfig, allowed_values, merge_lr
 from evoprop.data import DATASETS
+from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.es import STRATEGIES
 from evoprop.errors import ConfigError
 from evoprop.models import ACTIVATIONS, MODELS
@@ -39,8 +40,7 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
      "strategy alone (the paper's 'CMA-ES' rows)."),
     ("--dataset", "dataset", str, f"Data set: {', '.join(DATASETS)} (cifar10-gray: Gray = 0.299R + 0.587G + 0.114B)."),
     ("--data-dir", "data_dir", click.Path(file_okay=False),
-     "Folder holding mnist/ and cifar10/; else $EVOPROP_DATA, else ./data. Missing files are downloaded "
-     "(MNIST also ships inside the package)."),
+     DATA_DIR_HELP),
     ("--split", "split", str,
      "paper: MNIST's first 55,000 training images as 49,500 train / 5,500 test, CIFAR-10's 50,000 as "
      "40,000 / 10,000; official: the official train and test sets."),

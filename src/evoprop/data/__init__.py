@@ -8,16 +8,20 @@
 See :func:`load_dataset` for data-folder resolution, splits and options.
 """
 
-from .datasets import DATASETS, SPLITS, UnofficialDataWarning, load_dataset
-from .sources import resolve_data_dir
+from .datasets import DATASETS, SPLITS, BundledDataNote, DataNote, UnofficialDataWarning, load_dataset
+from .sources import DataDir, locate_data_dir, resolve_data_dir
 from .splits import DatasetSplits, Split
 
 __all__ = [
     "DATASETS",
     "SPLITS",
+    "BundledDataNote",
+    "DataDir",
+    "DataNote",
     "DatasetSplits",
     "Split",
     "UnofficialDataWarning",
     "load_dataset",
+    "locate_data_dir",
     "resolve_data_dir",
 ]

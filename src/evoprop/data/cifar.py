@@ -32,20 +32,23 @@ class _Corrupt(Exception):
     """Internal: why an archive cannot be used."""
 
 
-def locate(data_dir: Path, download: bool) -> Path:
+def locate(root: sources.DataDir, download: bool) -> Path:
     """Return the archive or extracted folder to read, downloading the archive if allowed."""
-    folder = data_dir / "cifar10"
-    for candidate in (
+    data_dir = root.path
+    folder = data_dir / sources.SUBFOLDERS["CIFAR-10"]
+    candidates = (
         folder / sources.CIFAR10_ARCHIVE,
         folder / sources.CIFAR10_FOLDER,
         data_dir / sources.CIFAR10_FOLDER,
         data_dir / sources.CIFAR10_ARCHIVE,
-    ):
+    )
+    for candidate in candidates:
         if candidate.is_file() or (candidate.is_dir() and (candidate / sources.CIFAR10_TEST_BATCH).is_file()):
             return candidate
     files = f"{sources.CIFAR10_ARCHIVE} (the python version)"
+    looked = ", ".join(str(c) + ("/" if c.name == sources.CIFAR10_FOLDER else "") for c in candidates)
     if not download:
-        raise sources.missing_error("CIFAR-10", folder, files, sources.CIFAR10_HOME, None)
+        raise sources.missing_error("CIFAR-10", root, looked, files, sources.CIFAR10_HOME, None)
     dest = folder / sources.CIFAR10_ARCHIVE
 
     def verify(_part: Path, digest: str) -> str | None:
@@ -56,7 +59,7 @@ def locate(data_dir: Path, download: bool) -> Path:
     try:
         sources.download(sources.CIFAR10_URLS, dest, verify)
     except sources.DownloadFailed as exc:
-        raise sources.missing_error("CIFAR-10", folder, files, sources.CIFAR10_HOME, str(exc)) from None
+        raise sources.missing_error("CIFAR-10", root, looked, files, sources.CIFAR10_HOME, str(exc)) from None
     return dest
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from . import cifar, mnist
-from .sources import resolve_data_dir
+from . import cifar, mnist, sources
 from .splits import DatasetSplits, Split, split_indices, standardize_
 
 #: Names accepted by :func:`load_dataset`.
@@ -21,11 +20,19 @@ SPLITS = ("paper", "official")
 _PAPER_SIZES = {"mnist": (55_000, 5_500), "cifar10": (50_000, 10_000)}
 
 
-class UnofficialDataWarning(UserWarning):
+class DataNote(UserWarning):
+    """Something about the data a user should know, said once per process (the CLI prints it as a note)."""
+
+
+class UnofficialDataWarning(DataNote):
     """A local data file is usable but is not the official release (see ``DatasetSplits.source_note``)."""
 
 
-_warned: set[str] = set()
+class BundledDataNote(DataNote):
+    """The data folder the user named has no MNIST files, so the copy bundled with evoprop is used."""
+
+
+_warned: set[tuple[str, str]] = set()
 
 
 def load_dataset(
@@ -42,7 +49,10 @@ def load_dataset(
 ) -> DatasetSplits:
     """Load ``name`` ("mnist", "cifar10-gray" or "cifar10") as train/val/test tensors on ``device``.
 
-    ``data_dir`` resolves as: the argument, else ``$EVOPROP_DATA``, else ``./data``. Splits depend
+    ``data_dir`` resolves as: the argument, else ``$EVOPROP_DATA``, else ``./data``; a folder named by
+    the argument or the environment must exist (see :func:`evoprop.data.sources.locate_data_dir`).
+    MNIST missing there comes from the copy bundled with the package (a :class:`BundledDataNote`
+    says so when the folder was named), then from a download. Splits depend
     only on ``split`` ("paper" or "official"), ``val_fraction`` and ``split_seed``. Pixels are
     float32 in [0, 1]; with ``standardize`` every split is shifted/scaled by the per-channel
     mean/std of the (limited) train split. ``limit_train`` keeps the first N train examples,
@@ -51,11 +61,14 @@ def load_dataset(
     """
     name = _check_args(name, split, val_fraction, split_seed, limit_train, limit_test)
     device = _check_device(device)
-    root = resolve_data_dir(data_dir)
+    root = sources.locate_data_dir(data_dir)
 
     if name == "mnist":
         raw, paths = mnist.load_mnist(root, download)
         files, note, class_names = [str(p) for p in paths], None, list(mnist.CLASS_NAMES)
+        if root.explicit and mnist.uses_bundled_copy(paths):
+            _warn_once(root.path / "mnist", f"no MNIST files in {root.path / 'mnist'} (data folder from "
+                       f"{root.origin}): using the official copy bundled with evoprop", BundledDataNote)
 
         def convert(x: torch.Tensor) -> torch.Tensor:
             return x.to(device).float().div_(255).unsqueeze(1)
@@ -65,7 +78,8 @@ def load_dataset(
         raw, class_names, md5 = cifar.load_cifar10(path)
         files, note = [str(path)], cifar.source_note(md5)
         if note is not None:
-            _warn_once(path, note)
+            _warn_once(path, f"{path} is not the official CIFAR-10 release: using it as '{note}'; results on it "
+                       "are not pixel-exact CIFAR-10 results, so report its source with them", UnofficialDataWarning)
         gray = name == "cifar10-gray"
 
         def convert(x: torch.Tensor) -> torch.Tensor:
@@ -142,15 +156,10 @@ def _check_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def _warn_once(path: Path, note: str) -> None:
-    """Say once per process and file that the data is not the official release."""
-    key = str(path.resolve())
+def _warn_once(path: Path, message: str, category: type[DataNote]) -> None:
+    """Say ``message`` once per process and path."""
+    key = (str(path.resolve()), category.__name__)
     if key in _warned:
         return
     _warned.add(key)
-    warnings.warn(
-        f"{path} is not the official CIFAR-10 release: using it as '{note}'; "
-        "results on it are not pixel-exact CIFAR-10 results, so report its source with them",
-        UnofficialDataWarning,
-        stacklevel=3,
-    )
+    warnings.warn(message, category, stacklevel=3)

@@ -32,13 +32,13 @@ class _Corrupt(Exception):
     """Internal: the reason a file is not a valid official MNIST file."""
 
 
-def load_mnist(data_dir: Path, download: bool) -> tuple[dict[str, torch.Tensor], list[Path]]:
+def load_mnist(root: sources.DataDir, download: bool) -> tuple[dict[str, torch.Tensor], list[Path]]:
     """Return ``({"train_x", "train_y", "test_x", "test_y"}, paths)``.
 
     Images are uint8 tensors (N, 28, 28), labels int64 (N,). The tensors come from an in-process
     cache and are shared between calls: index them (which copies), never modify them in place.
     """
-    paths = [_locate(name, data_dir, download) for name in FILES]
+    paths = [_locate(name, root, download) for name in FILES]
     train_x, train_y, test_x, test_y = (_parse_cached(*sources.file_key(p), name) for p, name in zip(paths, FILES))
     for images, labels, which in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if len(images) != len(labels):  # unreachable with official md5s; a cheap guard all the same
@@ -46,22 +46,28 @@ def load_mnist(data_dir: Path, download: bool) -> tuple[dict[str, torch.Tensor],
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}, paths
 
 
-def _locate(name: str, data_dir: Path, download: bool) -> Path:
+def uses_bundled_copy(paths: list[Path]) -> bool:
+    """Whether the files :func:`load_mnist` returned are the copy shipped inside the package."""
+    return all(p.parent == sources.BUNDLED_MNIST_DIR for p in paths)
+
+
+def _locate(name: str, root: sources.DataDir, download: bool) -> Path:
     """Find one file (local, then bundled), or download it into ``<data_dir>/mnist/``."""
-    folder = data_dir / "mnist"
+    folder = root.path / sources.SUBFOLDERS["MNIST"]
     for base in (folder, sources.BUNDLED_MNIST_DIR):
         for candidate in (base / f"{name}.gz", base / name):
             if candidate.is_file():
                 return candidate
     files = ", ".join(f"{n}.gz" for n in FILES)
+    looked = f"{folder / name}.gz (or uncompressed) and the copy bundled with evoprop ({sources.BUNDLED_MNIST_DIR})"
     if not download:
-        raise sources.missing_error("MNIST", folder, files, sources.MNIST_HOME, None)
+        raise sources.missing_error("MNIST", root, looked, files, sources.MNIST_HOME, None)
     dest = folder / f"{name}.gz"
     urls = [mirror.rstrip("/") + f"/{name}.gz" for mirror in sources.MNIST_MIRRORS]
     try:
         sources.download(urls, dest, functools.partial(_verify_download, name))
     except sources.DownloadFailed as exc:
-        raise sources.missing_error("MNIST", folder, files, sources.MNIST_HOME, str(exc)) from None
+        raise sources.missing_error("MNIST", root, looked, files, sources.MNIST_HOME, str(exc)) from None
     return dest
 
 

@@ -11,6 +11,7 @@ import hashlib
 import os
 import sys
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -18,6 +19,9 @@ from ..errors import DataError
 
 #: Environment variable naming the data folder when no ``data_dir`` is given.
 DATA_ENV = "EVOPROP_DATA"
+#: The help of every command's ``--data-dir`` option.
+DATA_DIR_HELP = (f"Folder holding mnist/ and cifar10/ (it must exist) [default: ${DATA_ENV}, else ./data]. Missing "
+                 "files are downloaded into it; MNIST also ships inside the package.")
 
 # --- MNIST ---------------------------------------------------------------------------------
 
@@ -85,14 +89,48 @@ DOWNLOAD_TIMEOUT = 30.0
 _CHUNK = 1 << 20
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Return the data folder as an absolute path: ``data_dir``, else ``$EVOPROP_DATA``, else ``./data``.
+@dataclass(frozen=True)
+class DataDir:
+    """The data folder and where its name came from: ``origin`` is "--data-dir", "$EVOPROP_DATA" or "default"."""
 
-    The folder need not exist; it is created only when something is downloaded into it.
+    path: Path
+    origin: str
+
+    @property
+    def explicit(self) -> bool:
+        """Named by the user (an argument or the environment), not the ``./data`` default."""
+        return self.origin != "default"
+
+    def describe(self) -> str:
+        """E.g. "/home/me/data (from --data-dir)": where a message says evoprop looked."""
+        return f"{self.path} (from {'the default ./data' if self.origin == 'default' else self.origin})"
+
+
+def locate_data_dir(data_dir: str | os.PathLike | None = None) -> DataDir:
+    """The data folder: ``data_dir`` (``--data-dir``), else ``$EVOPROP_DATA``, else ``./data``, as an absolute path.
+
+    A folder the user named must exist (a typo would otherwise pass unnoticed: MNIST would come
+    from the bundled copy, CIFAR-10 would be downloaded somewhere unexpected); the ``./data``
+    default need not, and is created only when something is downloaded into it.
     """
-    if data_dir is None or str(data_dir) == "":
-        data_dir = os.environ.get(DATA_ENV) or "data"
-    return Path(data_dir).expanduser().resolve()
+    if data_dir is not None and str(data_dir) != "":
+        found = DataDir(Path(data_dir).expanduser().resolve(), "--data-dir")
+    elif os.environ.get(DATA_ENV):
+        found = DataDir(Path(os.environ[DATA_ENV]).expanduser().resolve(), f"${DATA_ENV}")
+    else:
+        return DataDir(Path("data").resolve(), "default")
+    if not found.path.is_dir():
+        what = "is not a folder" if found.path.exists() else "does not exist"
+        raise DataError(
+            f"data folder {found.describe()} {what}: name the folder that holds mnist/ and cifar10/, "
+            "or create it first for evoprop to download into"
+        )
+    return found
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder's absolute path (see :func:`locate_data_dir`, which also checks a named one exists)."""
+    return locate_data_dir(data_dir).path
 
 
 def md5_file(path: Path) -> str:
@@ -166,10 +204,20 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def missing_error(what: str, folder: Path, files: str, home: str, reason: str | None) -> DataError:
-    """The one-line DataError for data that is absent and could not (or may not) be downloaded."""
+def missing_error(what: str, root: DataDir, looked: str, files: str, home: str, reason: str | None) -> DataError:
+    """The one-line DataError for data that is absent and could not (or may not) be downloaded.
+
+    It names the data folder and where that came from, what was looked for, why downloading did
+    not help, and the two ways out: put the files there, or point evoprop at a folder that has them.
+    """
     how = f"download failed ({one_line(reason)})" if reason else "downloading is disabled"
+    sub = root.path / SUBFOLDERS[what]
     return DataError(
-        f"{what} not found in {folder} and {how}: put {files}, from {home}, in {folder}/ "
-        f"or pass --data-dir (or set ${DATA_ENV}) to a folder that has them"
+        f"{what} not found in data folder {root.describe()}: looked for {looked}, and {how}; "
+        f"put {files}, from {home}, into {sub}/, or pass --data-dir (or set ${DATA_ENV}) to a folder "
+        f"that has {SUBFOLDERS[what]}/"
     )
+
+
+#: The subfolder of the data folder that holds each data set.
+SUBFOLDERS = {"MNIST": "mnist", "CIFAR-10": "cifar10"}

@@ -24,3 +24,11 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, de
     if name == "resnet18":
         return build_resnet18(input_shape, num_classes, resnet_width)
     raise ConfigError(f"unknown model '{name}'; valid: {', '.join(MODELS)}")
+
+
+def model_tag(name: str, depth: int, resnet_width: int = 64) -> str:
+    """A short name of the network, for run-directory names and report labels: "d10" (an MLP of
+    10 weight layers), "resnet18", or "resnet18-w16" for a narrower ResNet-18."""
+    if name == "mlp":
+        return f"d{depth}"
+    return name if name != "resnet18" or resnet_width == 64 else f"{name}-w{resnet_width}"

@@ -1,7 +1,10 @@
 """From run directories to a comparison table: one row per method, as Markdown and CSV.
 
 Any run directory can be read (``evoprop train`` runs as much as reproductions). Runs
-that differ only in their seed are one row, averaged over seeds; a reproduction's run
+that differ only in their seed are one row, averaged over seeds. Two runs of one row with
+the same seed are not two seeds (a rerun, or the same run on another device): one of them
+is counted (the one with the most epochs, then the newest) and a note names the others,
+so that "± std over seeds" is never a spread of repeats. A reproduction's run
 directory also holds ``reproduction.json`` (its table, row id and the paper's numbers),
 so its row carries the paper's F1 and convergence epoch beside ours.
 
@@ -37,6 +40,7 @@ from typing import Any, Iterable
 from evoprop.errors import ConfigError, EvopropError
 from evoprop.report.stats import paired_difference
 from evoprop.train.summary import summarize, time_to_target
+from evoprop.models import model_tag
 
 #: The file a reproduction writes into each of its run directories.
 MARKER = "reproduction.json"
@@ -50,7 +54,7 @@ CSV_COLUMNS = (
     "method", "paper_f1", "paper_epoch", "best_test_f1", "best_epoch", "val_selected_test_f1", "seconds", "epochs",
     "row_id", "table", "diff_vs_paper", "best_test_f1_std", "val_selected_test_f1_std", "val_selected_epoch",
     "final_test_f1", "seconds_per_epoch", "seeds", "runs", "training", "optimizer", "lr", "batch_size", "strategy",
-    "popsize", "dataset", "dataset_note", "device", "status", "run_dirs",
+    "popsize", "dataset", "dataset_note", "device", "status", "run_dirs", "duplicate_run_dirs",
 )
 #: Appended to table.csv when a target F1 is given.
 TARGET_COLUMNS = ("final_test_f1_std", "seconds_per_epoch_std", "target_f1", "epochs_to_target",
@@ -80,11 +84,13 @@ class RunRecord:
 
 @dataclass
 class Group:
-    """Runs of one method (e.g. the seeds of one reproduction row)."""
+    """Runs of one method (e.g. the seeds of one reproduction row): one counted run per seed in ``records``."""
 
     key: tuple
     label: str
     records: list[RunRecord] = field(default_factory=list)
+    #: runs left out because another run of the group has their seed (see :func:`_one_run_per_seed`)
+    duplicates: list[RunRecord] = field(default_factory=list)
     table: str | None = None
     row_id: str | None = None
     paper_f1: float | None = None
@@ -193,6 +199,14 @@ _GRADIENT_ONLY = ("optimizer", "lr", "optimizer_options", "batch_size")
 _ES_ONLY = ("strategy", "popsize", "es_batch_size", "es_layers", "generations_per_epoch", "sync_mean", "es_write",
             "strategy_options", "es_precision")
 _HIDDEN_ONLY = ("width", "activation")
+_MLP_ONLY = ("depth", "width", "activation", "init")
+_RESNET_ONLY = ("resnet_width",)
+
+
+def network(config: dict) -> str:
+    """The data set and network of a run, as a label prefix: "mnist d10", "cifar10 resnet18"."""
+    tag = model_tag(config.get("model", "mlp"), config.get("depth"), config.get("resnet_width", 64))
+    return f"{config.get('dataset')} {tag}"
 
 
 def relevant_settings(config: dict) -> dict[str, Any]:
@@ -204,8 +218,12 @@ def relevant_settings(config: dict) -> dict[str, Any]:
         skip.update(_GRADIENT_ONLY)
     if method == "gradient":
         skip.update(_ES_ONLY)
-    if config.get("depth") == 1:
-        skip.update(_HIDDEN_ONLY)
+    if config.get("model", "mlp") == "mlp":
+        skip.update(_RESNET_ONLY)
+        if config.get("depth") == 1:
+            skip.update(_HIDDEN_ONLY)
+    else:
+        skip.update(_MLP_ONLY)
     return {k: v for k, v in config.items() if k not in skip}
 
 
@@ -243,8 +261,29 @@ def group_runs(records: list[RunRecord], *, by_run: bool = False) -> list[Group]
                                         order=order)
         group.records.append(rec)
     out = sorted(groups.values(), key=lambda g: g.order)
+    for g in out:
+        _one_run_per_seed(g)
     _disambiguate(out, by_run)
     return out
+
+
+def _one_run_per_seed(group: Group) -> None:
+    """Keep one run per seed in ``group.records`` (the most epochs, then completed, then the newest
+    files); move the others to ``group.duplicates``: a repeat of a seed is not another sample."""
+    by_seed: dict[Any, list[RunRecord]] = {}
+    for rec in group.records:
+        by_seed.setdefault(json.dumps(rec.seed), []).append(rec)
+    kept = []
+    for same in by_seed.values():
+        same.sort(key=lambda r: (len(r.history), r.status == "completed", _newest_file(r.path)), reverse=True)
+        kept.append(same[0])
+        group.duplicates.extend(same[1:])
+    group.records = [r for r in group.records if any(r is k for k in kept)]
+
+
+def _newest_file(path: Path) -> float:
+    times = [(path / n).stat().st_mtime for n in ("metrics.jsonl", "summary.json", "config.yaml") if (path / n).exists()]
+    return max(times, default=0.0)
 
 
 def _disambiguate(groups: list[Group], by_run: bool) -> None:
@@ -254,11 +293,10 @@ def _disambiguate(groups: list[Group], by_run: bool) -> None:
             if g.table:
                 g.label = f"{g.table} {g.label}"
     plain = [g for g in groups if not g.table]
-    places = {(g.records[0].config.get("dataset"), g.records[0].config.get("depth")) for g in plain}
+    places = {network(g.records[0].config) for g in plain}
     if len(places) > 1 or (plain and len(plain) < len(groups)):
         for g in plain:
-            c = g.records[0].config
-            g.label = f"{c.get('dataset')} d{c.get('depth')} {g.label}"
+            g.label = f"{network(g.records[0].config)} {g.label}"
     # equal labels: append the settings in which the groups differ
     by_label: dict[str, list[Group]] = {}
     for g in groups:
@@ -400,6 +438,7 @@ def table_rows(groups: list[Group], *, target_f1: float | None = None,
             "device": ";".join(sorted({str(r.summary.get("device")) for r in recs if r.summary.get("device")})),
             "status": ";".join(sorted({r.status for r in recs})),
             "run_dirs": ";".join(str(r.path) for r in recs),
+            "duplicate_run_dirs": ";".join(str(r.path) for r in g.duplicates),
         }
         if target_f1 is not None:
             values.update(_target_values(recs, target_f1))
@@ -548,6 +587,12 @@ def table_notes(rows: list[TableRow], epochs: int | None = None) -> list[str]:
                             " (to continue: the same 'evoprop reproduce' or 'evoprop compare' command again)"
                             if r["row_id"] else
                             " (to continue: 'evoprop train --resume RUN_DIR')"))
+    for r in rows:
+        if r["duplicate_run_dirs"]:
+            left_out = r["duplicate_run_dirs"].split(";")
+            notes.append(f"{r.method}: {len(left_out)} more run(s) with a seed already counted ({', '.join(left_out)}); "
+                         "a repeat of a seed is not another seed, so each seed counts once (its run with the most "
+                         "epochs, then the newest)")
     for r in rows:
         best, final = r["best_test_f1"], r["final_test_f1"]
         if best is not None and final is not None and final < best - 0.05:

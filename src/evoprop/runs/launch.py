@@ -17,7 +17,7 @@ from evoprop.config import TrainConfig, parse_bytes
 from evoprop.data import load_dataset
 from evoprop.device import resolve_device
 from evoprop.errors import EvopropError, TrainingDiverged
-from evoprop.models import build_model
+from evoprop.models import build_model, model_tag
 from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
 from evoprop.runs.rundir import RunDir, current_owner
@@ -51,7 +51,9 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
 
 def default_run_dir(config: TrainConfig) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{config.dataset}-d{config.depth}-{config.method}-{config.optimizer}"
+    net = model_tag(config.model, config.depth, config.resnet_width)
+    trained_by = [config.method] if config.method == "es" else [config.method, config.optimizer]  # es: no optimizer
+    return Path("runs") / "-".join([stamp, config.dataset, net, *trained_by])
 
 
 def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
