@@ -179,3 +179,13 @@ def test_precond_cli_writes_table_and_figures(tmp_path, data_dir):
     assert "| newton | 1.0000 |" in result.output
     for name in ("precond.md", "precond.csv", "precond_cosine.png", "precond_diagonal.png"):
         assert (tmp_path / "lens" / name).stat().st_size > 0
+
+
+def test_the_readme_second_order_example_runs(capsys):
+    from test_readme import python_blocks
+
+    example = next(b for b in python_blocks() if "BatchLoss" in b)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    before, after = (float(v) for v in capsys.readouterr().out.split("->"))
+    assert after < before
