@@ -7,9 +7,10 @@ loss fits in memory (MNIST softmax regression: d = 7,850, 246 MB in float32). On
 
 1. **Gradient and Hessian** of the mini-batch loss f at θ: g on the whole batch, H exactly by
    ``torch.func`` (reverse-over-reverse: the Jacobian of the gradient, ``chunk_size`` columns at a
-   time) on the first ``hessian_batch`` rows of the batch — all of them by default; fewer is
-   subsampled Newton (Byrd, Chin, Neveitt & Nocedal 2011), which keeps g exact and the cost of H
-   proportional to the rows it uses.
+   time) on the first ``hessian_batch`` rows of the batch (512 by default; None: all of them). Fewer
+   rows than the batch is subsampled Newton (Byrd, Chin, Neveitt & Nocedal 2011): g stays exact and
+   the cost of H is proportional to the rows it uses. On the 2-core CPU a 7,850 × 7,850 Hessian on
+   4,096 rows took 171 s at load 9, which is why the default does not use them all.
 2. **Damped solve** (Levenberg–Marquardt; Nocedal & Wright 2006, §10.3): d = −(H + λI)⁻¹ g by a
    Cholesky factorization (``torch.linalg.cholesky_ex``); where H + λI is not positive definite
    (H is indefinite away from a minimum of a non-convex loss, or rounding) λ is multiplied by
