@@ -92,7 +92,8 @@ def test_the_installed_entry_point_exits_non_zero_with_one_line():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
-        "evoprop: error: unknown optimizer 'nosuch'; valid: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, natural"
+        "evoprop: error: unknown optimizer 'nosuch'; valid: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, natural, "
+        "newton, hessian-free"
     ]
 
 

@@ -17,6 +17,7 @@ from evoprop.cli.dashboard import dashboard_command
 from evoprop.cli.gradcheck import gradcheck_command
 from evoprop.cli.graduated import graduated_command
 from evoprop.cli.landscape import landscape_command
+from evoprop.cli.precond import precond_command
 from evoprop.cli.report import report_command
 from evoprop.cli.reproduce import reproduce_command
 from evoprop.cli.search import search_command
@@ -58,6 +59,7 @@ cli.add_command(landscape_command)
 cli.add_command(search_command)
 cli.add_command(gradcheck_command)
 cli.add_command(stepsize_command)
+cli.add_command(precond_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,9 @@
 * :mod:`~evoprop.lab.search` — random search, random local search and gradient descent;
 * :mod:`~evoprop.lab.gradcheck` — analytic versus numerical gradients;
 * :mod:`~evoprop.lab.stepsize` — the loss after one gradient step, for many step sizes;
+* :mod:`~evoprop.lab.precond` — the Hessian lens: each optimizer's step against Newton's (seed 001);
 * :mod:`~evoprop.lab.problem` — a model and its data, from a saved run or fresh;
 * :mod:`~evoprop.lab.plots` — the figures.
 
-The command-line front ends are ``evoprop landscape``, ``search``, ``gradcheck`` and ``stepsize``.
+The command-line front ends are ``evoprop landscape``, ``search``, ``gradcheck``, ``stepsize`` and ``precond``.
 """

@@ -1,4 +1,4 @@
-"""The lab's figures, as PNG files: a loss line, a loss plane, search curves, the step-size sweep.
+"""The lab's figures, as PNG files: a loss line, a loss plane, search curves, the step-size sweep, the Hessian lens.
 
 Drawn with matplotlib's object API (``matplotlib.figure.Figure`` saved through the Agg
 canvas), like :mod:`evoprop.report.figures`: no display needed, pyplot's state untouched.
@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from evoprop.lab.landscape import Line, Plane
+from evoprop.lab.precond import Lens
 from evoprop.lab.search import SearchResult
 from evoprop.lab.stepsize import StepSizeSweep
 
@@ -118,4 +119,42 @@ def stepsize_figure(sweep: StepSizeSweep, path: str | Path, title: str = "") -> 
     ax.set_ylabel("training loss")
     ax.legend()
     ax.set_title(title or "loss after one gradient step", fontsize=10)
+    return _save(fig, path)
+
+
+_SCALE_LABELS = {"adagrad": "Adagrad √G", "rmsprop": "RMSprop √v", "adam": "Adam √v", "natural": "K-FAC diag(A ⊗ G)"}
+
+
+def precond_diagonal_figure(lens: Lens, path: str | Path, title: str = "") -> Path:
+    """One log-log panel per method: the curvature's diagonal (x) against the method's per-parameter scale (y)."""
+    names = [n for n in lens.scales if n in _SCALE_LABELS]
+    fig = _figure(figsize=(3.4 * max(len(names), 1), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, max(len(names), 1)))
+    rows = {r.name: r for r in lens.rows}
+    for ax, name in zip(axes, names):
+        scale, diag = lens.scales[name], lens.hessian_diagonal
+        keep = (scale > 0) & (diag > 0) & np.isfinite(scale)
+        ax.loglog(diag[keep], scale[keep], linestyle="none", marker=".", markersize=1.5, alpha=0.4, color="C0")
+        ax.set_xlabel(f"diag {'H' if lens.curvature == 'hessian' else 'G'} (exact)")
+        ax.set_ylabel(_SCALE_LABELS[name])
+        r = rows[name]
+        note = (f"Spearman {r.spearman:.2f}, log-Pearson {r.pearson_log:.2f}" if r.spearman is not None
+                else f"factor error {r.kfac_error:.2f}" if r.kfac_error is not None else "")
+        ax.set_title(f"{name}\n{note}", fontsize=9)
+    fig.suptitle(title or "the curvature's diagonal against each method's preconditioner", fontsize=10)
+    return _save(fig, path)
+
+
+def precond_cosine_figure(lens: Lens, path: str | Path, title: str = "") -> Path:
+    """The cosine between each optimizer's update and the Newton direction, one bar each."""
+    fig = _figure(figsize=(6.4, 0.45 * len(lens.rows) + 1.4))
+    ax = fig.add_subplot()
+    names = [r.name for r in lens.rows]
+    values = [r.cosine for r in lens.rows]
+    ax.barh(names, values, color=["C3" if v < 0 else "C0" for v in values])
+    ax.axvline(0, color="0.5", linewidth=0.8)
+    ax.set_xlim(min(-0.05, min(values, default=0) - 0.05), 1.05)
+    ax.invert_yaxis()
+    ax.set_xlabel("cos(update, Newton direction)")
+    ax.set_title(title or "how Newton-like is each optimizer's step", fontsize=10)
     return _save(fig, path)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from evoprop.errors import TrainingDiverged
+from evoprop.optim.batch import BatchLoss
 from evoprop.train.metrics import evaluate
 from evoprop.train.summary import summarize
 
@@ -69,10 +70,14 @@ class Trainer:
         with bar:
             for step, (x, y) in enumerate(split.batches(self.batch_size, generator=self.generator), start=1):
                 self.before_step(step, steps)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(self.model(x), y)
-                loss.backward()
-                self.optimizer.step()
+                if getattr(self.optimizer, "needs_batch", False):
+                    # second-order methods (newton, hessian-free) evaluate the batch loss themselves
+                    loss = self.optimizer.step(BatchLoss(self.model, x, y))
+                else:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(self.model(x), y)
+                    loss.backward()
+                    self.optimizer.step()
                 loss_sum.add_(loss.detach(), alpha=len(y))  # one kernel: no per-step host sync
                 seen += len(y)
                 if step % CHECK_EVERY == 0 or step == steps:

@@ -1,0 +1,254 @@
+"""Hessian-free optimization (Martens, ICML 2010): Newton steps without ever forming a d × d matrix.
+
+Each step minimizes the damped quadratic model of the mini-batch loss around θ,
+
+    q_λ(s) = gᵀs + ½ sᵀ (G + λI) s,
+
+by the method of conjugate gradients (CG; Nocedal & Wright 2006, Alg. 5.2), which needs the
+curvature matrix only through products G v. G is the generalized Gauss–Newton matrix
+(Schraudolph 2002; Martens 2010, §4.2) of the mean softmax cross-entropy of the logits z(θ):
+
+    G = (1/m) Σ_n J_nᵀ H_n J_n,   H_n = diag(p_n) − p_n p_nᵀ,   p_n = softmax(z_n),
+
+J_n = ∂z_n/∂θ. It is positive semi-definite (unlike the Hessian of a non-convex net), so CG is
+well posed, and one product costs a forward-mode pass (J v: ``torch.func.jvp``) and a
+reverse-mode pass (Jᵀ u: ``torch.func.vjp``) on the ``curvature_batch`` first rows of the batch —
+Martens' curvature mini-batch (§4.3), smaller than the gradient's because the curvature
+needs fewer examples than the gradient to be estimated usefully.
+
+The pieces of one step, in Martens' terms:
+
+1. g: the gradient of the loss on the whole mini-batch.
+2. CG on (G + λI) s = −g, **warm-started** from ``decay`` (0.95) times the previous step's CG
+   solution (§4.5; from zero if that start is worse than zero), for at most ``cg_iters``
+   iterations, stopped earlier by Martens' progress test (§4.4): at iteration i, with
+   k = max(10, i/10), stop when the model's value φ_i = q_λ(s_i) < 0 improved by less than
+   k·``cg_tol`` relative over the last k iterations: (φ_i − φ_{i−k}) / φ_i < k·``cg_tol``.
+3. A backtracking (Armijo) line search along the CG solution s on the whole batch, from α = γ
+   (``lr``, 1 by default), halving while the loss does not decrease sufficiently.
+4. Levenberg–Marquardt λ (§4.1): ρ = (f(θ + αs) − f(θ)) / (q(αs) − q(0)) with the undamped model
+   q; ρ < ¼: λ ← λ·``boost``; ρ > ¾: λ ← λ/``boost`` (Martens: 3/2).
+
+Left out from Martens 2010: the diagonal CG preconditioner (it needs per-example squared
+gradients) and backtracking over the stored CG iterates (here: a line search along the last).
+λ, the previous CG solution and the step count are optimizer state (``state_dict``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import grad_and_value, jvp, vjp
+
+from evoprop.errors import TrainingDiverged
+from evoprop.optim.batch import BatchLoss, FlatParams, require_batch_loss, single_group
+from evoprop.optim.newton import ARMIJO_C1, BACKTRACK, RHO_HIGH, RHO_LOW, _count, _positive
+
+
+def ggn_product(batch: BatchLoss, flat: FlatParams, theta: torch.Tensor, rows: int | None = None
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v ↦ G v, the Gauss–Newton matrix of the batch's mean cross-entropy at θ times v (no d × d matrix)."""
+
+    def logits(t: torch.Tensor) -> torch.Tensor:
+        return batch.logits(flat, t, rows)
+
+    with torch.enable_grad():
+        z, pullback = vjp(logits, theta)  # the reverse pass is recorded once per step
+    z = z.detach()
+    p = torch.softmax(z.reshape(-1, z.shape[-1]), dim=-1)
+    m = p.shape[0]
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            _, jv = jvp(logits, (theta,), (v,))
+        u = jv.reshape(-1, z.shape[-1])
+        hu = (p * u - p * (p * u).sum(dim=1, keepdim=True)) / m  # H_n J_n v of the mean loss
+        (gv,) = pullback(hu.reshape(z.shape))
+        return gv.detach()
+
+    return product
+
+
+class HessianFree(torch.optim.Optimizer):
+    """Hessian-free optimization (Martens 2010): CG on Gauss–Newton products (``step(BatchLoss(model, x, y))``).
+
+    Args:
+        params: the parameters to optimize, one param group (normally ``model.parameters()``).
+        model: the module they belong to; its forward pass returns the logits.
+        lr: γ, the first step length the line search tries along the CG solution.
+        damping: the initial Levenberg–Marquardt λ.
+        boost: the factor λ is multiplied or divided by (Martens: 3/2).
+        min_damping: the floor of λ.
+        cg_iters: the most CG iterations per step (each one Gauss–Newton product).
+        cg_tol: Martens' relative-progress tolerance ε of the CG stopping test (5e-4).
+        decay: the warm start of CG is ``decay`` times the previous solution (Martens: 0.95; 0: cold).
+        curvature_batch: rows of each mini-batch the products use (None: all of them).
+        max_backtracks: halvings of the step the line search tries before giving up on the step.
+    """
+
+    needs_batch = True  # the trainer steps it with a BatchLoss
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter] | Iterable[dict],
+        model: nn.Module,
+        lr: float = 1.0,
+        damping: float = 1.0,
+        boost: float = 1.5,
+        min_damping: float = 1e-6,
+        cg_iters: int = 30,
+        cg_tol: float = 5e-4,
+        decay: float = 0.95,
+        curvature_batch: int | None = 256,
+        max_backtracks: int = 10,
+    ):
+        _positive(lr, "lr")
+        _positive(damping, "damping")
+        _positive(min_damping, "min_damping")
+        _positive(cg_tol, "cg_tol")
+        if not (isinstance(boost, (int, float)) and not isinstance(boost, bool) and boost > 1):
+            raise ValueError(f"boost must be a number > 1, got {boost!r}")
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay <= 1:
+            raise ValueError(f"decay must be a number in [0, 1], got {decay!r}")
+        _count(cg_iters, "cg_iters")
+        _count(max_backtracks, "max_backtracks", minimum=0)
+        if curvature_batch is not None:
+            _count(curvature_batch, "curvature_batch")
+        super().__init__(params, dict(lr=lr, damping=damping))
+        single_group(self, "hessian-free")
+        self.model = model
+        self.boost = float(boost)
+        self.min_damping = float(min_damping)
+        self.cg_iters = cg_iters
+        self.cg_tol = float(cg_tol)
+        self.decay = float(decay)
+        self.curvature_batch = curvature_batch
+        self.max_backtracks = max_backtracks
+        self.flat = FlatParams(list(self.param_groups[0]["params"]), model)
+
+    def _state(self) -> dict:
+        return self.state[self.flat.params[0]]
+
+    @property
+    def damping(self) -> float:
+        """The current Levenberg–Marquardt λ."""
+        return float(self._state().get("lambda", self.param_groups[0]["damping"]))
+
+    @torch.no_grad()
+    def step(self, closure: BatchLoss | None = None) -> torch.Tensor:
+        """One Hessian-free step on the mini-batch of ``closure``; returns the loss before it."""
+        batch = require_batch_loss(closure, "hessian-free")
+        if batch.loss_fn is not F.cross_entropy:
+            raise ValueError("hessian-free's Gauss-Newton matrix is that of the mean cross-entropy of logits: "
+                             "use BatchLoss's default loss_fn")
+        group, state = self.param_groups[0], self._state()
+        lam = self.damping
+        theta = self.flat.vector()
+        with torch.enable_grad():
+            g, f0 = grad_and_value(lambda t: batch.loss(self.flat, t))(theta)
+        if not torch.isfinite(f0):
+            raise TrainingDiverged(f"hessian-free: the loss is {float(f0)}; lower lr or raise damping")
+        self.flat.write_grad(g)
+        rows = self.curvature_batch if self.curvature_batch is not None and self.curvature_batch < len(batch) else None
+        gv = ggn_product(batch, self.flat, theta, rows)
+
+        previous = state.get("direction")
+        start = previous.reshape(-1) * self.decay if previous is not None and self.decay > 0 else None
+        s, s_gs, iters = conjugate_gradient(gv, g, lam, start, self.cg_iters, self.cg_tol)
+
+        f_theta, slope = float(f0), float(g @ s)
+        alpha, accepted, f_new = group["lr"], False, f_theta
+        for _ in range(self.max_backtracks + 1):
+            f_new = float(batch.loss(self.flat, theta + alpha * s))
+            if math.isfinite(f_new) and f_new <= f_theta + ARMIJO_C1 * alpha * slope:
+                accepted = True
+                break
+            alpha *= BACKTRACK
+        if accepted:
+            predicted = alpha * slope + 0.5 * alpha * alpha * s_gs  # q(αs) − q(0), undamped
+            rho = (f_new - f_theta) / predicted if predicted < 0 else 0.0
+            self.flat.write(theta + alpha * s)
+        else:
+            rho = 0.0
+        if rho < RHO_LOW:
+            lam *= self.boost
+        elif rho > RHO_HIGH:
+            lam /= self.boost
+        state["lambda"] = max(lam, self.min_damping)
+        state["direction"] = s
+        state["step"] = int(state.get("step", 0)) + 1
+        state["last"] = {"rho": rho, "alpha": alpha if accepted else 0.0, "cg_iters": iters,
+                         "loss_after": f_new if accepted else f_theta}
+        return f0.detach()
+
+
+def conjugate_gradient(
+    product: Callable[[torch.Tensor], torch.Tensor],
+    g: torch.Tensor,
+    lam: float,
+    start: torch.Tensor | None,
+    max_iters: int,
+    tol: float,
+) -> tuple[torch.Tensor, float, int]:
+    """Minimize φ(s) = gᵀs + ½ sᵀ(G + λI)s by CG (Nocedal & Wright Alg. 5.2) with Martens' stopping test.
+
+    Returns (s, sᵀGs, iterations); ``product(v)`` = G v. With A = G + λI, b = −g and the residual
+    r = b − A s that CG updates anyway, φ(s) = ½ sᵀAs − bᵀs = −½ sᵀ(r + b): no extra products.
+    """
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        return product(v) + lam * v
+
+    b = -g
+    if start is not None:
+        r = b - apply(start)
+        if float(-0.5 * start @ (r + b)) < 0:  # φ(start) < φ(0) = 0: worth starting from
+            s = start.clone()
+        else:
+            s, r = torch.zeros_like(g), b.clone()
+    else:
+        s, r = torch.zeros_like(g), b.clone()
+    direction = r.clone()
+    rr = float(r @ r)
+    values: list[float] = []  # φ after each iteration
+    iters = 0
+    for i in range(1, max_iters + 1):
+        a_dir = apply(direction)
+        curvature = float(direction @ a_dir)
+        if curvature <= 0 or rr == 0:  # G + λI ≻ 0, so only at an exact solution
+            break
+        step = rr / curvature
+        s.add_(direction, alpha=step)
+        r.sub_(a_dir, alpha=step)
+        iters = i
+        phi = float(-0.5 * s @ (r + b))  # φ(s) = ½sᵀAs − bᵀs with As = b − r
+        values.append(phi)
+        k = max(10, i // 10)
+        if i > k and phi < 0 and (phi - values[-1 - k]) / phi < k * tol:
+            break
+        rr_new = float(r @ r)
+        direction.mul_(rr_new / rr).add_(r)
+        rr = rr_new
+    # sᵀGs = sᵀ(As) − λ‖s‖² = sᵀ(b − r) − λ‖s‖²
+    s_gs = float(s @ (b - r)) - lam * float(s @ s)
+    return s, s_gs, iters
+
+
+def _register() -> None:
+    from evoprop.optim.registry import register_optimizer
+
+    register_optimizer(
+        "hessian-free",
+        HessianFree,
+        {"lr": 1.0, "damping": 1.0, "boost": 1.5, "min_damping": 1e-6, "cg_iters": 30, "cg_tol": 5e-4,
+         "decay": 0.95, "curvature_batch": 256, "max_backtracks": 10},
+        "Hessian-free (Martens 2010): CG on Gauss-Newton products (jvp/vjp), LM damping, warm-started CG",
+        needs_model=True,
+    )
+
+
+_register()
