@@ -182,9 +182,9 @@ def test_precond_cli_writes_table_and_figures(tmp_path, data_dir):
 
 
 def test_the_readme_second_order_example_runs(capsys):
-    from test_readme import python_blocks
+    from test_readme import readme_blocks
 
-    example = next(b for b in python_blocks() if "BatchLoss" in b)
+    example = next(b.code for b in readme_blocks() if b.language == "python" and "BatchLoss" in b.code)
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
     before, after = (float(v) for v in capsys.readouterr().out.split("->"))
