@@ -22,6 +22,7 @@ from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
 from evoprop.runs.rundir import RunDir
 from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
+from evoprop.train.hybrid import gradient_params
 from evoprop.train.schedules import TrainingSchedule, resolve_schedule_config, schedule_from_config
 
 CHECKPOINT_FORMAT = 1
@@ -85,6 +86,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         sigma0=config.sigma0,
         seed=config.seed,
         write=config.es_write or ("mean" if es_only else "best"),
+        combine=config.combine,
         sync_mean=config.sync_mean,
         max_memory=parse_bytes(config.max_memory) if config.max_memory is not None else None,
         precision=config.es_precision,
@@ -93,13 +95,15 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     # record what "auto"/defaults resolved to, so the saved config rebuilds this exact run
     config.strategy, config.sigma0, config.popsize = search.strategy_name, search.sigma0, search.strategy.popsize
     config.es_precision = search.evaluator.precision
+    config.combine = search.combine
     if es_only:
         return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
                          generations_per_epoch=config.generations_per_epoch, **common)
-    optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, model=model, **config.optimizer_options)
+    optimizer = make_optimizer(config.optimizer, gradient_params(model, search), lr=config.lr, model=model,
+                               **config.optimizer_options)
     trainer = HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
                             es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
-                            **common)
+                            accept_batch_size=config.accept_batch_size, **common)
     trainer.schedule = _schedule(config)
     return trainer
 
