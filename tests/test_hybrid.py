@@ -9,7 +9,7 @@ from evoprop.config import TrainConfig
 from evoprop.errors import ConfigError
 from evoprop.es import make_strategy
 from evoprop.models import build_mlp
-from evoprop.runs import RunDir, build_trainer, run_training
+from evoprop.runs import RunDir, build_trainer, run_training, summary_line
 from evoprop.train import LayerSearch
 from evoprop.train.hybrid import generations_before
 from evoprop.train.layer_search import choose_strategy
@@ -215,6 +215,7 @@ def test_elitist_epochs_record_their_acceptance(data_dir, tmp_path):
     assert record["accepted_fraction"] == record["accepted"] / 3
     assert record["accept_incumbent_loss"] > 0 and record["accept_challenger_loss"] > 0
     assert run.read_config().combine == "elitist"
+    assert "sep P=40 elitist + sgd" in summary_line(summary, run)
 
 
 @pytest.mark.parametrize("method, combine", [("hybrid", "paper"), ("es", "paper"), ("hybrid", "sync"),

@@ -189,6 +189,7 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "lr": config.lr if config.method != "es" else None,
         "strategy": config.strategy if config.method != "gradient" else None,
         "popsize": config.popsize if config.method != "gradient" else None,
+        "combine": config.combine if config.method == "hybrid" else None,
         "es_precision": config.es_precision if config.method != "gradient" else None,
         "batch_size": config.batch_size,
         "model": config.model,
@@ -231,12 +232,14 @@ def _epoch_line(r: dict, epochs: int) -> str:
 
 
 def method_label(s: dict) -> str:
-    """'gradient sgd lr 0.01', 'hybrid sep P=1000 bfloat16 + sgd lr 0.01', 'es sep P=1000'."""
+    """'gradient sgd lr 0.01', 'hybrid sep P=1000 bfloat16 elitist + sgd lr 0.01', 'es sep P=1000'."""
     parts = [s["method"]]
     if s.get("strategy"):
         parts.append(f"{s['strategy']} P={s['popsize']}")
         if s.get("es_precision") == "bfloat16":  # float32, exact, goes without saying
             parts.append("bfloat16")
+        if s.get("combine") not in (None, "paper"):  # the paper's rule goes without saying
+            parts.append(s["combine"])
     if s.get("optimizer"):
         parts.append(("+ " if s.get("strategy") else "") + f"{s['optimizer']} lr {s['lr']:g}")
     return " ".join(parts)
