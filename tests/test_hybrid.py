@@ -249,6 +249,7 @@ def test_resume_equals_an_uninterrupted_run(data_dir, tmp_path, method, combine)
         (["--combine", "average"], "unknown combine 'average'; valid: paper, sync, elitist, inject, disjoint"),
         (["--combine", "inject", "--sync-mean"], "cannot be used with combine 'inject'"),
         (["--accept-batch-size", "0"], "accept_batch_size must be a positive integer"),
+        (["--es-loss", "auc"], "unknown es_loss 'auc'; valid: nll, error, f1"),
     ],
 )
 def test_bad_es_settings_are_one_line_errors(capsys, args, words):
@@ -262,3 +263,18 @@ def test_a_population_that_cannot_fit_the_memory_budget_is_a_one_line_error(caps
                    "--max-memory", "1K", "--out", str(tmp_path / "r"), "--no-progress"])
     err = capsys.readouterr().err
     assert status != 0 and "memory budget" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("es_loss", ["error", "f1"])
+def test_the_es_can_minimise_a_non_differentiable_loss_beside_cross_entropy(data_dir, tmp_path, es_loss):
+    summary, run = run_training(config(data_dir, combine="elitist", es_loss=es_loss, es_batch_size=128,
+                                       accept_batch_size=200, epochs=1), out=tmp_path / es_loss)
+    record = run.read_metrics()[0]
+    for key in ("es_best_loss", "es_median_loss", "accept_incumbent_loss", "accept_challenger_loss"):
+        assert 0 <= record[key] <= 1, (key, record[key])  # error / 1 - F1, not a cross-entropy
+    assert record["es_best_loss"] <= record["es_median_loss"]
+    if es_loss == "error":  # a count of misclassified images out of the ES batch's 128
+        assert record["es_best_loss"] * 128 == pytest.approx(round(record["es_best_loss"] * 128), abs=1e-4)
+    trainer = build_trainer(run.read_config())
+    assert trainer.search.loss == es_loss
+    assert record["train_loss"] > 1  # the gradient part reports cross-entropy (about ln 10 at the start)

@@ -66,6 +66,7 @@ class TrainConfig:
     combine: str = "paper"  # hybrid: how a generation meets the trained layer (train/layer_search.py COMBINE_RULES)
     sync_mean: bool = False  # hybrid: alias of combine "sync" (move the ES mean to the trained layer each generation)
     accept_batch_size: int = 1024  # hybrid, combine elitist/inject: examples of each acceptance mini-batch
+    es_loss: str = "nll"  # what the ES minimises on its mini-batch (population/losses.py ES_LOSSES)
     es_write: str | None = None  # what the ES writes into the model: best (hybrid default) or mean (es default)
     max_memory: str | int | None = None  # budget for one population pass, e.g. "2G"; None: 1/4 of free memory
     es_precision: str = "auto"  # the candidates' forward pass: auto (bfloat16 where native), float32, bfloat16
@@ -135,6 +136,9 @@ class TrainConfig:
         if self.method == "es" and resolve_combine(self.combine, self.sync_mean) != "paper":
             raise ConfigError(f"combine '{self.combine}' combines the ES with a gradient optimizer: use it with method hybrid")
         _positive_int("accept_batch_size", self.accept_batch_size)
+        from evoprop.population.losses import ES_LOSSES
+
+        _one_of("es_loss", self.es_loss, ES_LOSSES)
         if not isinstance(self.strategy_options, dict):
             raise ConfigError("strategy_options must be a mapping of option name to value")
 

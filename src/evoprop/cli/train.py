@@ -98,6 +98,9 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--accept-batch-size", "accept_batch_size", int,
      "hybrid, --combine elitist or inject: training examples in each generation's acceptance mini-batch, drawn from "
      "its own seeded stream."),
+    ("--es-loss", "es_loss", str,
+     "What the ES minimises on its mini-batch (hybrid, es): nll (cross-entropy), error (1 - accuracy) or f1 "
+     "(1 - macro-F1), computed for all candidates at once; the gradient optimizer keeps cross-entropy."),
     ("--es-write", "es_write", str,
      "What the ES writes into the model after a generation: best or mean [default: hybrid best (the paper), es mean]."),
     ("--es-precision", "es_precision", str,

@@ -88,6 +88,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         write=config.es_write or ("mean" if es_only else "best"),
         combine=config.combine,
         sync_mean=config.sync_mean,
+        loss=config.es_loss,
         max_memory=parse_bytes(config.max_memory) if config.max_memory is not None else None,
         precision=config.es_precision,
         **config.strategy_options,

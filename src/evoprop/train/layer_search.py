@@ -22,7 +22,7 @@ from torch import nn
 
 from evoprop.errors import ConfigError, TrainingDiverged
 from evoprop.es import STRATEGIES, make_strategy
-from evoprop.population import PopulationEvaluator, available_memory
+from evoprop.population import PopulationEvaluator, available_memory, es_loss
 from evoprop.population.evaluator import LossFn
 
 # A full d x d covariance (float64) with its eigenvectors and a working copy: ~3 d^2 doubles.
@@ -94,7 +94,10 @@ class LayerSearch:
     about twice as fast where the hardware has native bfloat16, with the same ranking to ~1e-4;
     ``"auto"`` (the default) takes it there for an MLP layer with layers after it (the fast path's
     shared layers are what runs in bfloat16), and float32 elsewhere. The strategy and the weights
-    written into the model stay float32 either way.
+    written into the model stay float32 either way. ``loss`` is what the ES minimises on its
+    mini-batch (and the acceptance test compares): ``"nll"`` (cross-entropy), ``"error"``
+    (1 − accuracy) or ``"f1"`` (1 − macro-F1), see :mod:`evoprop.population.losses`; a
+    gradient optimizer beside it keeps its own (differentiable) loss.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class LayerSearch:
         write: str = "best",
         combine: str = "paper",
         sync_mean: bool = False,
+        loss: str = "nll",
         max_memory: int | None = None,
         precision: str = "auto",
         **strategy_options: Any,
@@ -124,6 +128,9 @@ class LayerSearch:
         self.strategy = make_strategy(self.strategy_name, x0, self.sigma0, popsize, seed=seed, **strategy_options)
         self.write = write
         self.combine = resolve_combine(combine, sync_mean)
+        # nll: the evaluator's own batched cross-entropy (None); error, f1: vmapped over candidates
+        self.loss = loss
+        self._loss_fn = None if loss == "nll" else es_loss(loss)
         self._population: torch.Tensor | None = None  # reused by every ask(): see Strategy.ask
 
     @property
@@ -147,7 +154,9 @@ class LayerSearch:
 
         ``accept`` is the (inputs, targets) acceptance batch of the ``elitist`` and ``inject``
         rules (without it they accept on the ES batch itself); the other rules ignore it.
+        ``loss_fn`` (``loss_fn(outputs, targets) -> scalar``) overrides the search's ``loss``.
         """
+        loss_fn = loss_fn if loss_fn is not None else self._loss_fn
         if self.sync:
             self.sync_mean()
         incumbent = None
@@ -186,9 +195,15 @@ class LayerSearch:
                 "accept_incumbent_loss": incumbent_loss, "accept_challenger_loss": challenger_loss}
 
     def _model_loss(self, vector: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn) -> float:
-        """``loss_fn`` of the model itself (float32, its own forward) with ``vector`` written in."""
+        """``loss_fn`` of the model itself (float32, its own forward, eval mode as the evaluator's) with
+        ``vector`` written in."""
         self.evaluator.set_vector(vector)
-        return float(loss_fn(self.model(inputs), targets))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return float(loss_fn(self.model(inputs), targets))
+        finally:
+            self.model.train(was_training)
 
     def _population_buffer(self) -> torch.Tensor:
         shape = (self.strategy.popsize, self.strategy.dim)
