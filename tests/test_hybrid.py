@@ -278,3 +278,4 @@ def test_the_es_can_minimise_a_non_differentiable_loss_beside_cross_entropy(data
     trainer = build_trainer(run.read_config())
     assert trainer.search.loss == es_loss
     assert record["train_loss"] > 1  # the gradient part reports cross-entropy (about ln 10 at the start)
+    assert f"sep P=40 elitist es-loss {es_loss} + sgd" in summary_line(summary, run)

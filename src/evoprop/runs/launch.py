@@ -191,6 +191,7 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "strategy": config.strategy if config.method != "gradient" else None,
         "popsize": config.popsize if config.method != "gradient" else None,
         "combine": config.combine if config.method == "hybrid" else None,
+        "es_loss": config.es_loss if config.method != "gradient" else None,
         "es_precision": config.es_precision if config.method != "gradient" else None,
         "batch_size": config.batch_size,
         "model": config.model,
@@ -233,7 +234,7 @@ def _epoch_line(r: dict, epochs: int) -> str:
 
 
 def method_label(s: dict) -> str:
-    """'gradient sgd lr 0.01', 'hybrid sep P=1000 bfloat16 elitist + sgd lr 0.01', 'es sep P=1000'."""
+    """'gradient sgd lr 0.01', 'hybrid sep P=1000 bfloat16 elitist es-loss f1 + sgd lr 0.01', 'es sep P=1000'."""
     parts = [s["method"]]
     if s.get("strategy"):
         parts.append(f"{s['strategy']} P={s['popsize']}")
@@ -241,6 +242,8 @@ def method_label(s: dict) -> str:
             parts.append("bfloat16")
         if s.get("combine") not in (None, "paper"):  # the paper's rule goes without saying
             parts.append(s["combine"])
+        if s.get("es_loss") not in (None, "nll"):  # as does its cross-entropy
+            parts.append(f"es-loss {s['es_loss']}")
     if s.get("optimizer"):
         parts.append(("+ " if s.get("strategy") else "") + f"{s['optimizer']} lr {s['lr']:g}")
     return " ".join(parts)
