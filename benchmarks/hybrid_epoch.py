@@ -138,8 +138,7 @@ def print_rules(rules: list[str], trainers: dict, default: str, sgd_epochs: list
         epoch_s = median_of(trainer, "train_seconds")
         extra = statistics.median(h["train_seconds"] - s for h, s in zip(hist, sgd_epochs))
         costs = rule_costs(trainer) if trainer.search.elitist else {}
-        generation = costs.get("generation", float("nan"))
-        acc, inj = costs.get("accept", 0.0) / generation, costs.get("inject", 0.0) / generation
+        acc, inj = (costs["accept"] / costs["generation"], costs["inject"] / costs["generation"]) if costs else (0.0, 0.0)
         generations = len(hist) * trainer.generations_per_epoch
         accepted = f"{sum(h['accepted'] for h in hist)}/{generations}" if "accepted" in hist[-1] else "-"
         cost = (lambda key, frac: f"{costs[key]:.3f} s {100 * frac:4.1f}%" if key in costs else "-")
