@@ -10,7 +10,8 @@
 * ``"ipop"``  - a strategy (``cma`` by default) with IPOP restarts.
 
 All share the :class:`~evoprop.es.base.Strategy` interface: ``ask()``,
-``tell(solutions, fitness)``, ``mean``, ``sigma``, ``best``, ``generation``,
+``tell(solutions, fitness)``, ``inject(solutions)`` (external points in the next population,
+Hansen 2011), ``mean``, ``sigma``, ``best``, ``generation``,
 ``state_dict()`` / ``load_state_dict()``, ``should_stop()``.
 """
 
