@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -480,3 +481,165 @@ def test_large_cpu_draws_are_split_over_parallel_streams_reproducibly():
     assert not torch.equal(blocks[0][:1000], blocks[1][:1000])  # distinct streams, not one seed repeated
     a.tell(xa, xa.square().sum(1))
     assert not torch.equal(a.ask(), xb)  # and a new draw each generation
+
+
+# ---------------------------------------------------------------------------
+# inject: external solutions in the population (Hansen 2011, arXiv:1110.4181; pycma's inject)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_injected_points_are_the_first_rows_of_the_next_ask(name):
+    es = make_strategy(name, torch.ones(6), 0.5, 5, seed=0)
+    points = torch.randn(7, 6, generator=torch.Generator().manual_seed(1))
+    es.inject(points)
+    X = es.ask()
+    assert torch.equal(X, points[:5])  # the queue beyond the population waits for the next ask
+    es.tell(X, sphere(X))
+    assert es.best.fitness == float(sphere(points[:5]).min())
+    X = es.ask()
+    assert torch.equal(X[:2], points[5:]) and not torch.equal(X[2], points[0])
+
+
+@pytest.mark.parametrize("name", ["paper", "cma", "sep", "lmma"])
+def test_injections_survive_a_state_dict_round_trip(name):
+    es = make_strategy(name, torch.zeros(5), 0.3, 6, seed=2)
+    es.inject(torch.full((5,), 0.25))
+    X = es.ask()  # pending: the injected point was drawn
+    clone = make_strategy(name, torch.zeros(5), 0.3, 6, seed=9)
+    clone.load_state_dict(io_round_trip(es.state_dict()))
+    assert torch.equal(clone.ask(), X)
+
+
+def io_round_trip(state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf)
+
+
+@pytest.mark.parametrize("name", ["cma", "sep", "paper", "lmma"])
+def test_a_far_injected_step_is_clipped_to_the_mahalanobis_bound(name):
+    """Hansen 2011: y ← y · min(1, c_y / ||C^{-1/2} y||), c_y = √d + 2d/(d+2), before the update."""
+    d = 8
+    bound = math.sqrt(d) + 2 * d / (d + 2)
+    direction = torch.randn(d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    direction /= direction.norm()
+    means = []
+    for length in (1e6, bound):  # C = I at the start: the Mahalanobis norm of y is ||y||
+        es = make_strategy(name, torch.zeros(d, dtype=torch.float64), 0.5, 10, seed=0)
+        es.inject(0.5 * length * direction)
+        X = es.ask()
+        es.tell(X, torch.arange(10.0))  # the injected row ranks first
+        means.append(es.mean)
+    torch.testing.assert_close(means[0], means[1])  # the far point moved the mean as one at the bound
+    assert float(means[0].norm()) < 0.5 * bound
+
+
+def test_a_point_within_the_bound_is_used_as_a_sample():
+    es, ref = (make_strategy("sep", torch.zeros(4, dtype=torch.float64), 0.5, 8, seed=0) for _ in range(2))
+    point = torch.tensor([0.3, -0.2, 0.1, 0.4], dtype=torch.float64)
+    es.inject(point)
+    X = es.ask()
+    Y = ref.ask().clone()
+    Y[0] = point
+    ref.tell(Y, sphere(Y))  # told as a repaired solution: mapped back, unclipped
+    es.tell(X, sphere(X))
+    torch.testing.assert_close(es.mean, ref.mean)
+    torch.testing.assert_close(es.variances, ref.variances)
+
+
+def test_cma_gives_an_injected_point_no_negative_weight():
+    """A bad injected point (ranked last) does not move active CMA's covariance, whatever it is (pycma's
+    CMA_active_injected = 0); a sampled point ranked last does."""
+    covs = []
+    for point in (torch.full((5,), 3.0), torch.tensor([-2.0, 0.0, 1.0, 0.5, 2.0])):
+        es = make_strategy("cma", torch.zeros(5, dtype=torch.float64), 0.5, 8, seed=0)
+        es.inject(point.double())
+        X = es.ask()
+        es.tell(X, -torch.arange(8.0))  # row 0 (the injected point) is the worst
+        covs.append(es.covariance)
+    torch.testing.assert_close(covs[0], covs[1], rtol=0, atol=1e-12)
+
+
+def _evaluations_to_solve_sphere(name, opts, injected, seed, d=10, budget=20000):
+    """Evaluations until f < 1e-8 on the sphere from x0 = 1, with a point injected each generation:
+    ``"good"`` a gradient step m − ¼ ∇f(m) from the mean (half-way to the optimum), ``"bad"`` one
+    ten times further away than a typical sample, in a random direction; ``None``: nothing injected."""
+    es = make_strategy(name, torch.ones(d, dtype=torch.float64), 0.5, seed=seed, **opts)
+    far = torch.Generator().manual_seed(100 + seed)
+    while es.best.fitness > 1e-8 and es.evaluations < budget:
+        m = es.mean
+        if injected == "good":
+            es.inject(m - 0.25 * (2 * m))
+        elif injected == "bad":
+            es.inject(m + 10 * torch.randn(d, generator=far, dtype=torch.float64))
+        X = es.ask()
+        es.tell(X, sphere(X))
+    assert es.best.fitness <= 1e-8, (name, injected, seed)
+    return es.evaluations
+
+
+INJECT_VARIANTS = {"cma": {}, "sep": {}, "lmma": {}, "paper": {"faithful": False}, "ipop": {}}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("paper", "lmma") else n
+                                  for n in INJECT_VARIANTS])
+def test_a_good_injected_point_speeds_convergence_and_a_bad_one_does_no_harm(name):
+    """Hansen 2011: an injected gradient step gives ~2x faster convergence, a bad point no significant harm."""
+    med = {inj: statistics.median(_evaluations_to_solve_sphere(name, INJECT_VARIANTS[name], inj, s) for s in range(5))
+           for inj in (None, "good", "bad")}
+    assert med["good"] < 0.7 * med[None], med
+    assert med["bad"] < 1.3 * med[None], med
+
+
+@pytest.mark.slow
+def test_injection_helps_our_cma_as_much_as_pycmas():
+    """pycma's inject(force=True) is the reference: the same injected points, the same gain and the same harm."""
+    cma = pytest.importorskip("cma")
+    d = 10
+
+    def pycma_evaluations(injected, seed, budget=20000):
+        es = cma.CMAEvolutionStrategy(np.ones(d), 0.5, {"seed": seed + 1, "verbose": -9, "tolfun": 0, "tolx": 0,
+                                                        "tolflatfitness": 1000})
+        far, best = np.random.default_rng(100 + seed), math.inf
+        while best > 1e-8 and es.countevals < budget:
+            m = es.mean.copy()
+            if injected == "good":
+                es.inject([m - 0.25 * (2 * m)], force=True)
+            elif injected == "bad":
+                es.inject([m + 10 * far.standard_normal(d)], force=True)
+            X = es.ask()
+            f = [float((x**2).sum()) for x in X]
+            es.tell(X, f)
+            best = min(best, *f)
+        return es.countevals
+
+    for injected in ("good", "bad"):
+        ours = [_evaluations_to_solve_sphere("cma", {}, injected, s) / _evaluations_to_solve_sphere("cma", {}, None, s)
+                for s in range(5)]
+        ref = [pycma_evaluations(injected, s) / pycma_evaluations(None, s) for s in range(5)]
+        assert abs(statistics.median(ours) - statistics.median(ref)) < 0.15, (injected, ours, ref)
+
+
+def test_the_injected_step_is_clipped_as_pycma_repairs_it():
+    """With pycma's mean, σ and C (after 15 generations on an ellipsoid), the step our tell uses for a far
+    injected point is pycma's repair_genotype of it."""
+    cma = pytest.importorskip("cma")
+    d = 6
+    ref = cma.CMAEvolutionStrategy(np.full(d, 0.5), 0.3, {"seed": 3, "verbose": -9, "CMA_diagonal": False})
+    for _ in range(15):
+        X = ref.ask()
+        ref.tell(X, [float(ellipsoid(torch.tensor(np.array([x])))[0]) for x in X])
+    ours = make_strategy("cma", torch.tensor(ref.mean), ref.sigma, 10, seed=0, method="eigh")
+    ours._C.copy_(torch.tensor(ref.sm.C))
+    ours._dirty = True
+    ours._factorize()
+    far = ref.mean + 50 * ref.sigma * np.random.default_rng(0).standard_normal(d)
+    ours.inject(torch.tensor(far))
+    X = ours.ask()
+    z, y = ours._pending["z"].clone(), ours._pending["y"].clone()
+    ours._clip_injected(z, y, X, 1)
+    expected = (ref.repair_genotype(far.copy()) - ref.mean) / ref.sigma
+    np.testing.assert_allclose(y[0].numpy(), expected, rtol=1e-7)
+    assert float(z[0].norm()) == pytest.approx(math.sqrt(d) + 2 * d / (d + 2), rel=1e-9)  # the bound

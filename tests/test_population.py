@@ -188,3 +188,45 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_units(monkey
     # (the fast path keeps it float32), nor on the general path (slower there)
     assert PopulationEvaluator(model, layers=[1], precision="auto").precision == "float32"
     assert PopulationEvaluator(model, layers=[0], path="general", precision="auto").precision == "float32"
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+@pytest.mark.parametrize("name", ["error", "f1"])
+def test_non_differentiable_es_losses_equal_the_metrics_of_each_candidate(mnist, path, name):
+    """1 − accuracy and 1 − macro-F1 of all P candidates at once equal each network's own metrics."""
+    from evoprop.population import es_loss
+    from evoprop.train.metrics import macro_f1
+
+    torch.manual_seed(0)
+    model = build_mlp((1, 28, 28), 10, depth=3, width=16)
+    evaluator = PopulationEvaluator(model, layers=[0], path=path)
+    x, y = mnist.train.x[:256], mnist.train.y[:256]
+    cands = population(evaluator, 12, scale=0.2)
+    losses = evaluator(cands, x, y, es_loss(name))
+
+    def reference(logits, targets):  # the reported metrics (scikit-learn's macro F1), one network at a time
+        pred = logits.argmax(1)
+        if name == "error":
+            return torch.tensor(1.0 - (pred == targets).double().mean().item())
+        return torch.tensor(1.0 - macro_f1(targets, pred, 10))
+
+    expected = one_by_one(evaluator, cands, x, y, reference)
+    torch.testing.assert_close(losses.double(), expected.double(), rtol=0, atol=1e-6)
+    assert len(set(losses.tolist())) > 1  # the candidates differ: the test compares something
+
+
+def test_macro_f1_loss_skips_classes_absent_from_targets_and_predictions():
+    from evoprop.population.losses import one_minus_macro_f1
+    from evoprop.train.metrics import macro_f1
+
+    targets = torch.tensor([0, 0, 1, 1, 2])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 1, 3]), 6).float()  # class 3 predicted, never true
+    expected = 1.0 - macro_f1(targets, logits.argmax(1), 6)  # classes 4, 5: in neither, skipped
+    assert float(one_minus_macro_f1(logits, targets)) == pytest.approx(expected)
+
+
+def test_an_unknown_es_loss_is_a_clear_error():
+    from evoprop.population import es_loss
+
+    with pytest.raises(ConfigError, match="unknown es_loss 'auc'; valid: nll, error, f1"):
+        es_loss("auc")

@@ -63,7 +63,10 @@ class TrainConfig:
     es_batch_size: int = 256
     es_layers: list[int] | None = None  # None: [0] for hybrid, every layer for es
     generations_per_epoch: int | None = None  # None: 1 for hybrid, one pass over train for es
-    sync_mean: bool = False  # hybrid: move the ES mean to the gradient-trained layer each generation
+    combine: str = "paper"  # hybrid: how a generation meets the trained layer (train/layer_search.py COMBINE_RULES)
+    sync_mean: bool = False  # hybrid: alias of combine "sync" (move the ES mean to the trained layer each generation)
+    accept_batch_size: int = 1024  # hybrid, combine elitist/inject: examples of each acceptance mini-batch
+    es_loss: str = "nll"  # what the ES minimises on its mini-batch (population/losses.py ES_LOSSES)
     es_write: str | None = None  # what the ES writes into the model: best (hybrid default) or mean (es default)
     max_memory: str | int | None = None  # budget for one population pass, e.g. "2G"; None: 1/4 of free memory
     es_precision: str = "auto"  # the candidates' forward pass: auto (bfloat16 where native), float32, bfloat16
@@ -127,6 +130,15 @@ class TrainConfig:
         if self.max_memory is not None:
             parse_bytes(self.max_memory)
         _one_of("es_precision", self.es_precision, ES_PRECISIONS)
+        from evoprop.train.layer_search import resolve_combine
+
+        resolve_combine(self.combine, self.sync_mean)
+        if self.method == "es" and resolve_combine(self.combine, self.sync_mean) != "paper":
+            raise ConfigError(f"combine '{self.combine}' combines the ES with a gradient optimizer: use it with method hybrid")
+        _positive_int("accept_batch_size", self.accept_batch_size)
+        from evoprop.population.losses import ES_LOSSES
+
+        _one_of("es_loss", self.es_loss, ES_LOSSES)
         if not isinstance(self.strategy_options, dict):
             raise ConfigError("strategy_options must be a mapping of option name to value")
 

@@ -87,8 +87,20 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
     ("--generations-per-epoch", "generations_per_epoch", int,
      "ES generations per epoch [default: hybrid 1, spread evenly over the epoch's gradient steps when more; "
      "es one per mini-batch over the training split]."),
+    ("--combine", "combine", str,
+     "hybrid: how each generation meets the gradient-trained layer. paper: the ES mean evolves on its own and the "
+     "generation's best is written in (Algorithm 2); sync: the mean is moved to the trained layer first; elitist: as "
+     "sync, and the best candidate replaces the trained layer only if it has a lower loss on an independent acceptance "
+     "batch (--accept-batch-size); inject: the ES keeps its mean, the trained layer is injected into its population "
+     "(Hansen 2011), with elitist's acceptance; disjoint: the ES alone trains the searched layer, the optimizer the rest."),
     ("--sync-mean/--no-sync-mean", "sync_mean", None,
-     "hybrid: move the ES mean to the gradient-trained layer before each generation (the paper keeps them independent)."),
+     "hybrid: the same as --combine sync (move the ES mean to the trained layer before each generation)."),
+    ("--accept-batch-size", "accept_batch_size", int,
+     "hybrid, --combine elitist or inject: training examples in each generation's acceptance mini-batch, drawn from "
+     "its own seeded stream."),
+    ("--es-loss", "es_loss", str,
+     "What the ES minimises on its mini-batch (hybrid, es): nll (cross-entropy), error (1 - accuracy) or f1 "
+     "(1 - macro-F1), computed for all candidates at once; the gradient optimizer keeps cross-entropy."),
     ("--es-write", "es_write", str,
      "What the ES writes into the model after a generation: best or mean [default: hybrid best (the paper), es mean]."),
     ("--es-precision", "es_precision", str,

@@ -15,7 +15,9 @@ What is written once here (and only here):
 * the recombination weights (Hansen's tutorial, incl. active negative weights);
 * cumulative step-size adaptation helpers and E||N(0, I)||;
 * the private ``torch.Generator`` and ``state_dict`` / ``load_state_dict``;
-* stopping criteria used by the IPOP restarts.
+* stopping criteria used by the IPOP restarts;
+* ``inject``: external solutions (e.g. a gradient-trained point) placed in the next
+  population, their steps clipped for the update (Hansen 2011, arXiv:1110.4181).
 
 Dtypes: ``ask`` returns x0's dtype ("work dtype", used for the population and the
 big P x d matrix products).  The distribution state (mean, paths, sigma,
@@ -242,6 +244,8 @@ class Strategy(abc.ABC):
             self._gen.manual_seed(int(seed))
         self._pending: dict[str, torch.Tensor] | None = None
         self._rng_before_ask: torch.Tensor | None = None
+        self._injections: list[torch.Tensor] = []  # queued by inject(), used by the next ask()
+        self._injected_rows = 0  # during _update: the first rows of the population were injected
 
     # -- defaults a subclass may change ---------------------------------
     @staticmethod
@@ -317,7 +321,11 @@ class Strategy(abc.ABC):
         self._rng_before_ask = self._gen.get_state()
         z = self._standard_normal()
         x, y = self._candidates(z, out)
-        self._pending = {"z": z, "y": y, "x": x}
+        k = min(len(self._injections), self._popsize)
+        if k:  # injected solutions replace the first samples (as pycma's ask)
+            x[:k] = torch.stack(self._injections[:k]).to(device=self._device, dtype=self._dtype)
+        self._pending = {"z": z, "y": y, "x": x, "injected": self._injections[:k]}
+        self._injections = self._injections[k:]
         return x
 
     def _candidates(self, z: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -345,6 +353,43 @@ class Strategy(abc.ABC):
         if self._device.type == "cpu" and buf.numel() >= PARALLEL_DRAW_MIN:
             return _parallel_normal(buf, self._gen)
         return buf.normal_(generator=self._gen)
+
+    def inject(self, solutions: Any) -> None:
+        """Queue external solutions for the next ``ask``: its first rows are these points, as given.
+
+        ``solutions`` is one point (d,) or several (k, d); they are evaluated as they are (so
+        a gradient-trained point competes unchanged in the selection), and ``tell`` uses
+        them like sampled ones, except that each injected step y = (x − m)/σ is clipped to
+        a Mahalanobis length ||C^{-1/2} y|| of at most √d + 2d/(d + 2) for the update
+        (Hansen, "Injecting external solutions into CMA-ES", arXiv:1110.4181, the clipping
+        α_clip(c_y, ·); the bound is pycma's ``repair_genotype``), so a far-away point moves
+        the distribution no more than a sample of typical length could; and injected
+        points get no negative (active) weight (pycma's ``CMA_active_injected=0``).
+        Points beyond the population size wait for the following ``ask``.
+        """
+        x = torch.as_tensor(solutions).detach() if not isinstance(solutions, torch.Tensor) else solutions.detach()
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        if x.dim() != 2 or x.shape[1] != self._dim:
+            raise ConfigError(f"inject() expects points of {self._dim} values, got shape {tuple(x.shape)}")
+        if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
+            raise ConfigError("inject() needs finite floating-point points")
+        self._injections.extend(row.to(device=self._device, dtype=self._sdtype).clone() for row in x)
+
+    def _clip_injected(self, z: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor, k: int) -> None:
+        """Steps of the first ``k`` (injected) rows, clipped for the update (see ``inject``)."""
+        yi = (x[:k].to(self._sdtype) - self._mean.unsqueeze(0)) / self._sigma
+        zi = self._whiten(yi.to(self._dtype)).to(self._sdtype)
+        bound = math.sqrt(self._dim) + 2.0 * self._dim / (self._dim + 2.0)
+        scale = (bound / zi.norm(dim=1).clamp_min(1e-300)).clamp(max=1.0).unsqueeze(1)
+        z[:k] = (zi * scale).to(z.dtype)
+        if y is not None:
+            y[:k] = (yi * scale).to(y.dtype)
+
+    @property
+    def injected(self) -> int:
+        """How many rows of the pending ``ask`` are injected points (0 when none is pending)."""
+        return len(self._pending["injected"]) if self._pending is not None else 0
 
     def tell(self, solutions: torch.Tensor, fitness: Any) -> None:
         """Update the distribution from evaluated ``solutions`` (minimisation).
@@ -375,6 +420,9 @@ class Strategy(abc.ABC):
             y = ((sol - self._mean.unsqueeze(0)) / self._sigma).to(self._dtype)
             z = self._whiten(y)
             x = solutions.to(device=self._device, dtype=self._dtype)
+        self._injected_rows = len(self._pending["injected"])
+        if self._injected_rows:
+            self._clip_injected(z, y, x, self._injected_rows)
         order = rank(f)
         finite = torch.isfinite(f)
         self._evaluations += P
@@ -387,6 +435,7 @@ class Strategy(abc.ABC):
             self._fhist.append(f0)
             self._update(z, y, order.to(self._device), f)
         self._pending = None
+        self._injected_rows = 0
         self._generation += 1
 
     # -- hooks ---------------------------------------------------------------
@@ -477,6 +526,10 @@ class Strategy(abc.ABC):
             "best_x": None if self._best_x is None else self._best_x.clone(),
             "rng": rng.clone(),
         }
+        # injected points not yet told (a pending ask re-draws them after a load)
+        queued = (self._pending["injected"] if self._pending is not None else []) + self._injections
+        if queued:
+            sd["injections"] = [v.clone() for v in queued]
         for k in self._state_tensors:
             v = getattr(self, k)
             sd[k] = None if v is None else v.clone()
@@ -516,6 +569,7 @@ class Strategy(abc.ABC):
             setattr(self, k, state[k])
         self._gen.set_state(state["rng"].cpu())
         self._pending = None
+        self._injections = [t(v, self._sdtype) for v in state.get("injections", [])]
         self._after_load()
 
     def _after_load(self) -> None:

@@ -90,6 +90,7 @@ class CMA(FullCovariance, Strategy):
         # covariance: (1 + c1 δ(h_σ) - c1 - cμ Σw) C + c1 p_c p_cᵀ + cμ Σ w°_i y_i y_iᵀ
         if self._active:
             wo = ws.clone()
+            wo[: self._injected_rows].clamp_(min=0)  # no negative weight for injected points (see inject)
             neg = wo < 0
             if bool(neg.any()):
                 znorm2 = (z[neg.nonzero().squeeze(1)].to(sd) ** 2).sum(1)  # ||C^{-1/2} y_i||² = ||z_i||²

@@ -131,6 +131,14 @@ class IPOP:
     def tell(self, solutions: torch.Tensor, fitness: Any) -> None:
         self._inner.tell(solutions, fitness)
 
+    def inject(self, solutions: Any) -> None:
+        """As :meth:`Strategy.inject`; points still queued at a restart go to the new run."""
+        self._inner.inject(solutions)
+
+    @property
+    def injected(self) -> int:
+        return self._inner.injected
+
     def _restart(self) -> None:
         self._best = self.best
         self._done_generations += self._inner.generation
@@ -140,7 +148,10 @@ class IPOP:
         if self._restart_mean == "random":
             u = torch.rand(self._x0.shape, generator=self._gen, device=self._x0.device, dtype=self._x0.dtype)
             mean = self._x0 + self._sigma0 * (4.0 * u - 2.0)
+        queued = self._inner._injections
         self._inner = self._make(mean, self._popsize_for(self._restarts), self._restarts)
+        if queued:
+            self._inner.inject(torch.stack(queued))
 
     def state_dict(self) -> dict[str, Any]:
         return {

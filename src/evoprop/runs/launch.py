@@ -22,6 +22,7 @@ from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
 from evoprop.runs.rundir import RunDir
 from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
+from evoprop.train.hybrid import gradient_params
 from evoprop.train.schedules import TrainingSchedule, resolve_schedule_config, schedule_from_config
 
 CHECKPOINT_FORMAT = 1
@@ -85,7 +86,9 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         sigma0=config.sigma0,
         seed=config.seed,
         write=config.es_write or ("mean" if es_only else "best"),
+        combine=config.combine,
         sync_mean=config.sync_mean,
+        loss=config.es_loss,
         max_memory=parse_bytes(config.max_memory) if config.max_memory is not None else None,
         precision=config.es_precision,
         **config.strategy_options,
@@ -93,13 +96,15 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     # record what "auto"/defaults resolved to, so the saved config rebuilds this exact run
     config.strategy, config.sigma0, config.popsize = search.strategy_name, search.sigma0, search.strategy.popsize
     config.es_precision = search.evaluator.precision
+    config.combine = search.combine
     if es_only:
         return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
                          generations_per_epoch=config.generations_per_epoch, **common)
-    optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, model=model, **config.optimizer_options)
+    optimizer = make_optimizer(config.optimizer, gradient_params(model, search), lr=config.lr, model=model,
+                               **config.optimizer_options)
     trainer = HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
                             es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
-                            **common)
+                            accept_batch_size=config.accept_batch_size, **common)
     trainer.schedule = _schedule(config)
     return trainer
 
@@ -185,6 +190,7 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "lr": config.lr if config.method != "es" else None,
         "strategy": config.strategy if config.method != "gradient" else None,
         "popsize": config.popsize if config.method != "gradient" else None,
+        "combine": config.combine if config.method == "hybrid" else None,
         "es_precision": config.es_precision if config.method != "gradient" else None,
         "batch_size": config.batch_size,
         "model": config.model,
@@ -227,12 +233,14 @@ def _epoch_line(r: dict, epochs: int) -> str:
 
 
 def method_label(s: dict) -> str:
-    """'gradient sgd lr 0.01', 'hybrid sep P=1000 bfloat16 + sgd lr 0.01', 'es sep P=1000'."""
+    """'gradient sgd lr 0.01', 'hybrid sep P=1000 bfloat16 elitist + sgd lr 0.01', 'es sep P=1000'."""
     parts = [s["method"]]
     if s.get("strategy"):
         parts.append(f"{s['strategy']} P={s['popsize']}")
         if s.get("es_precision") == "bfloat16":  # float32, exact, goes without saying
             parts.append("bfloat16")
+        if s.get("combine") not in (None, "paper"):  # the paper's rule goes without saying
+            parts.append(s["combine"])
     if s.get("optimizer"):
         parts.append(("+ " if s.get("strategy") else "") + f"{s['optimizer']} lr {s['lr']:g}")
     return " ".join(parts)

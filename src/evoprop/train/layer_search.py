@@ -17,11 +17,12 @@ import math
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from evoprop.errors import ConfigError, TrainingDiverged
 from evoprop.es import STRATEGIES, make_strategy
-from evoprop.population import PopulationEvaluator, available_memory
+from evoprop.population import PopulationEvaluator, available_memory, es_loss
 from evoprop.population.evaluator import LossFn
 
 # A full d x d covariance (float64) with its eigenvectors and a working copy: ~3 d^2 doubles.
@@ -30,6 +31,22 @@ FULL_COVARIANCE_BYTES_PER_D2 = 3 * 8
 STRATEGY_MEMORY_FRACTION = 0.5
 FULL_COVARIANCE = ("paper", "cma", "ipop")
 WRITE_MODES = ("best", "mean")
+# How a generation's result is combined with the gradient-trained layer (see LayerSearch and README):
+COMBINE_RULES = ("paper", "sync", "elitist", "inject", "disjoint")
+SYNCED = ("sync", "elitist")  # the mean is moved to the model's layer before each generation
+ELITIST = ("elitist", "inject")  # the model's layer competes; a challenger must beat it on the acceptance batch
+
+
+def resolve_combine(combine: str, sync_mean: bool = False) -> str:
+    """The combination rule, with ``sync_mean=True`` as the alias of ``"sync"`` (decided here only)."""
+    if combine not in COMBINE_RULES:
+        raise ConfigError(f"unknown combine '{combine}'; valid: {', '.join(COMBINE_RULES)}")
+    if sync_mean and combine == "paper":
+        return "sync"
+    if sync_mean and combine not in SYNCED:
+        raise ConfigError(f"sync_mean (the alias of combine 'sync') cannot be used with combine '{combine}', "
+                          "whose mean is not moved to the trained layer")
+    return combine
 
 
 def choose_strategy(name: str, dim: int, device: torch.device) -> str:
@@ -55,15 +72,32 @@ class LayerSearch:
     model's parameters instead. ``strategy`` is a name from ``evoprop.es.STRATEGIES`` or
     ``"auto"``; ``sigma0`` defaults to the standard deviation of the initial weights;
     further keyword options go to the strategy. ``write`` says what lands in the model after
-    each generation: ``"best"`` candidate or the strategy's ``"mean"``. With ``sync_mean`` each
-    step first moves the strategy's mean to the model's current weights, so a search called
-    between gradient steps explores around what the gradient optimizer made of the layer;
-    without it (the paper's Algorithm 2) the strategy follows its own path. ``precision``
+    each generation: ``"best"`` candidate or the strategy's ``"mean"``. ``combine`` says how a
+    generation meets the weights the model holds (e.g. after gradient steps):
+
+    * ``"paper"`` (the paper's Algorithm 2): the strategy follows its own path and what
+      ``write`` names is written in unconditionally;
+    * ``"sync"``: each step first moves the mean to the model's weights, so the search explores
+      around what the gradient optimizer made of the layer (``sync_mean=True`` is its alias);
+    * ``"elitist"``: as ``sync``, and the model's weights are evaluated with the population (as
+      its first row, a zero step); the best sampled candidate is written in only if it has a
+      lower loss than the model's weights on the *acceptance* batch given to ``step`` (ESGD's
+      "the best fitness never degrades", Cui et al. 2018, arXiv:1810.06773), so a winner that
+      was lucky on the ES batch cannot replace better weights;
+    * ``"inject"``: the strategy keeps its own mean, the model's weights are injected into its
+      population (:meth:`evoprop.es.Strategy.inject`, Hansen 2011, arXiv:1110.4181), so mean and
+      covariance learn from the gradient (as CEM-RL, Pourchot & Sigaud 2019), with the acceptance
+      of ``elitist``;
+    * ``"disjoint"``: as ``paper`` here; the trainer leaves the searched layer out of the gradient
+      optimizer, so the ES alone trains it (Lenc et al. 2019, arXiv:1906.03139). ``precision``
     ``"bfloat16"`` evaluates the candidates in bfloat16 (see :mod:`evoprop.population.evaluator`):
     about twice as fast where the hardware has native bfloat16, with the same ranking to ~1e-4;
     ``"auto"`` (the default) takes it there for an MLP layer with layers after it (the fast path's
     shared layers are what runs in bfloat16), and float32 elsewhere. The strategy and the weights
-    written into the model stay float32 either way.
+    written into the model stay float32 either way. ``loss`` is what the ES minimises on its
+    mini-batch (and the acceptance test compares): ``"nll"`` (cross-entropy), ``"error"``
+    (1 − accuracy) or ``"f1"`` (1 − macro-F1), see :mod:`evoprop.population.losses`; a
+    gradient optimizer beside it keeps its own (differentiable) loss.
     """
 
     def __init__(
@@ -77,7 +111,9 @@ class LayerSearch:
         sigma0: float | None = None,
         seed: int | None = 0,
         write: str = "best",
+        combine: str = "paper",
         sync_mean: bool = False,
+        loss: str = "nll",
         max_memory: int | None = None,
         precision: str = "auto",
         **strategy_options: Any,
@@ -91,18 +127,42 @@ class LayerSearch:
         self.sigma0 = float(sigma0) if sigma0 is not None else default_sigma0(x0)
         self.strategy = make_strategy(self.strategy_name, x0, self.sigma0, popsize, seed=seed, **strategy_options)
         self.write = write
-        self.sync = sync_mean
+        self.combine = resolve_combine(combine, sync_mean)
+        # nll: the evaluator's own batched cross-entropy (None); error, f1: vmapped over candidates
+        self.loss = loss
+        self._loss_fn = None if loss == "nll" else es_loss(loss)
         self._population: torch.Tensor | None = None  # reused by every ask(): see Strategy.ask
 
     @property
     def model(self) -> nn.Module:
         return self.evaluator.model
 
+    @property
+    def sync(self) -> bool:
+        """Whether each step first moves the strategy's mean to the model's weights."""
+        return self.combine in SYNCED
+
+    @property
+    def elitist(self) -> bool:
+        """Whether the model's weights compete and a challenger must pass the acceptance batch."""
+        return self.combine in ELITIST
+
     @torch.no_grad()
-    def step(self, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None) -> dict:
-        """One generation on this mini-batch; writes the result into the model and returns its figures."""
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None,
+             accept: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+        """One generation on this mini-batch; writes the result into the model and returns its figures.
+
+        ``accept`` is the (inputs, targets) acceptance batch of the ``elitist`` and ``inject``
+        rules (without it they accept on the ES batch itself); the other rules ignore it.
+        ``loss_fn`` (``loss_fn(outputs, targets) -> scalar``) overrides the search's ``loss``.
+        """
+        loss_fn = loss_fn if loss_fn is not None else self._loss_fn
         if self.sync:
             self.sync_mean()
+        incumbent = None
+        if self.elitist:
+            incumbent = self.evaluator.get_vector()
+            self.strategy.inject(incumbent)
         candidates = self.strategy.ask(out=self._population_buffer())
         losses = self.evaluator(candidates, inputs, targets, loss_fn)
         finite = torch.isfinite(losses)
@@ -111,15 +171,39 @@ class LayerSearch:
                 f"every candidate's loss is non-finite at generation {self.strategy.generation + 1}; "
                 "lower sigma0 or check the inputs"
             )
-        self.strategy.tell(candidates, losses)
         ranked = torch.where(finite, losses, torch.full_like(losses, math.inf))
-        best = int(ranked.argmin())
-        self.evaluator.set_vector(candidates[best] if self.write == "best" else self.strategy.mean)
-        return {
-            "best": float(losses[best]),
-            "median": float(ranked.median()),
-            "sigma": float(self.strategy.sigma),
-        }
+        if incumbent is None:
+            self.strategy.tell(candidates, losses)
+            best = int(ranked.argmin())
+            self.evaluator.set_vector(candidates[best] if self.write == "best" else self.strategy.mean)
+            return {"best": float(losses[best]), "median": float(ranked.median()), "sigma": float(self.strategy.sigma)}
+        # elitist / inject: row 0 is the model's weights; the challenger is the best sampled candidate
+        best = 1 + int(ranked[1:].argmin())
+        challenger = candidates[best].clone()  # the population buffer is reused by the next ask
+        self.strategy.tell(candidates, losses)
+        if self.write == "mean":
+            challenger = self.strategy.mean
+        xa, ya = accept if accept is not None else (inputs, targets)
+        loss_fn = loss_fn or F.cross_entropy
+        incumbent_loss = self._model_loss(incumbent, xa, ya, loss_fn)
+        challenger_loss = self._model_loss(challenger, xa, ya, loss_fn)
+        accepted = challenger_loss < incumbent_loss
+        if not accepted:
+            self.evaluator.set_vector(incumbent)
+        return {"best": float(losses[best]), "median": float(ranked.median()), "sigma": float(self.strategy.sigma),
+                "incumbent": float(losses[0]), "accepted": accepted,
+                "accept_incumbent_loss": incumbent_loss, "accept_challenger_loss": challenger_loss}
+
+    def _model_loss(self, vector: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn) -> float:
+        """``loss_fn`` of the model itself (float32, its own forward, eval mode as the evaluator's) with
+        ``vector`` written in."""
+        self.evaluator.set_vector(vector)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return float(loss_fn(self.model(inputs), targets))
+        finally:
+            self.model.train(was_training)
 
     def _population_buffer(self) -> torch.Tensor:
         shape = (self.strategy.popsize, self.strategy.dim)
