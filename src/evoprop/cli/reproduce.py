@@ -36,7 +36,8 @@ def _rows_help() -> str:
 @click.option("--limit-train", type=int, metavar="N",
               help="Quick look: only the first N training examples (no longer the paper's setting).")
 @click.option("--limit-test", type=int, metavar="N", help="Quick look: only the first N test and validation examples.")
-@click.option("--dry-run", is_flag=True, help="List what would run (new, resume, extend, skip) and stop.")
+@click.option("--dry-run", is_flag=True,
+              help="List every row's settings and what would run (new, resume, extend, skip), and stop.")
 @click.option("--progress/--no-progress", default=None,
               help="An overall bar (rows × epochs, with the current row's F1 and the time left) instead of a line "
                    "per epoch [default: when the terminal is interactive].")
@@ -69,6 +70,8 @@ def reproduce_command(table, epochs, rows, out, seed, seeds, device, init, data_
                   data_dir=data_dir, limit_train=limit_train, limit_test=limit_test)
     if dry_run:
         planned = plan(table, out, **kwargs)
+        for name, line in dict.fromkeys((f"{p.table.name} {p.row.id}", p.settings_line) for p in planned):
+            click.echo(f"{name}: {line}")
         for i, p in enumerate(planned, start=1):
             click.echo(f"[{i}/{len(planned)}] {p.name}: {p.describe()} -> {p.path}")
         click.echo(f"{sum(p.remaining for p in planned)} epochs to run")
