@@ -54,7 +54,12 @@ def reproduce_command(table, epochs, rows, out, seed, seeds, device, init, data_
     report.md (all of it, with the settings and the machine).
 
     Tables: table1 MNIST 1 layer; table2 CIFAR-10 gray 1 layer; table3 MNIST 10 layers;
-    table4 CIFAR-10 gray 10 layers.
+    table4 CIFAR-10 gray 10 layers. Beside the paper's rows: in tables 1-2 the CMA-ES
+    corrected (cma-es-csa: standard step-size control, an epoch = one pass over the
+    training data; cma-es-sep: the same with separable CMA-ES, the row that fits a CPU),
+    the printed one being cma-es; in tables 3-4 each hybrid row with the combination
+    rules elitist and inject (hybrid-sgd-elitist, ...). Every row is paired seed by seed
+    with sgd-0.01 in table.md.
 
     Examples:
 
@@ -63,6 +68,8 @@ def reproduce_command(table, epochs, rows, out, seed, seeds, device, init, data_
       evoprop reproduce table1 --epochs 20 --rows adam --out repro
 
       evoprop reproduce all --epochs 50 --seeds 3
+
+      evoprop reproduce table1 --epochs 1000 --seeds 3 --rows adam,sgd-0.001,sgd-0.01 --dry-run
     """
     from evoprop.experiments.reproduce import plan, reproduce
 
