@@ -24,8 +24,8 @@ run's ``config.yaml`` and in the table's ``report.md``):
   mini-batch of 256: 175 generations on MNIST's 44,550 training images, 141 on
   CIFAR's 36,000). Row ``cma-es-csa`` is exactly that, with the paper's full covariance
   (d = 7,850 / 10,250: a 0.5 / 0.8 GB matrix, and sampling P × d² ≈ 3·10¹¹ multiply-adds
-  per generation at P = 5,000: 71 s per generation on the project's 2-core CPU under load,
-  3.4 h per pass; a row for a GPU). Row ``cma-es-sep`` is the one that fits a CPU:
+  per generation at P = 5,000, and a factorisation of C every generation: ≈ 125 s per
+  generation on the project's 2-core CPU under load, ≈ 6 h per pass; a row for a GPU). Row ``cma-es-sep`` is the one that fits a CPU:
   separable CMA-ES (Ros & Hansen 2008; standard CSA, a diagonal covariance, O(P·d) per
   generation) at the paper's population, also one pass per epoch (6.6 s per generation
   there, 19 min per pass). ``lmma`` would fit too; sep is the strategy ``auto`` resolves to
@@ -183,8 +183,8 @@ def _hybrid_rows(optimizer: str, label: str, popsize: int, paper_f1: float,
 _ONE_LAYER = ("One weight layer (input → 10, softmax, NLL loss).",
               "CMA-ES (as printed): equations (1)-(5) exactly as printed, one generation per epoch. "
               "CMA-ES (CSA, 1 epoch = 1 pass): the same with standard cumulation and damping in (3)-(4) and one "
-              "generation per ES mini-batch of the training split, full covariance (a GPU row: about a minute per "
-              "generation on this 2-core CPU). sep-CMA-ES (1 epoch = 1 pass): the row that fits a CPU, separable "
+              "generation per ES mini-batch of the training split, full covariance (a GPU row: about two minutes per "
+              "generation on a loaded 2-core CPU). sep-CMA-ES (1 epoch = 1 pass): the row that fits a CPU, separable "
               "CMA-ES (diagonal covariance, standard CSA, O(P·d) per generation) at the paper's population. "
               "The paper's F1 beside both is its CMA-ES row's.")
 _TEN_LAYERS = ("Ten weight layers, 200 ReLU units in every hidden layer.",
