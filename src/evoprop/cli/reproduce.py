@@ -37,7 +37,8 @@ def _rows_help() -> str:
 @click.option("--limit-train", type=int, metavar="N",
               help="Quick look: only the first N training examples (no longer the paper's setting).")
 @click.option("--limit-test", type=int, metavar="N", help="Quick look: only the first N test and validation examples.")
-@click.option("--dry-run", is_flag=True, help="List what would run (new, resume, extend, skip) and stop.")
+@click.option("--dry-run", is_flag=True,
+              help="List every row's settings and what would run (new, resume, extend, skip), and stop.")
 @click.option("--progress/--no-progress", default=None,
               help="An overall bar (rows × epochs, with the current row's F1 and the time left) instead of a line "
                    "per epoch [default: when the terminal is interactive].")
@@ -54,7 +55,12 @@ def reproduce_command(table, epochs, rows, out, seed, seeds, device, init, data_
     report.md (all of it, with the settings and the machine).
 
     Tables: table1 MNIST 1 layer; table2 CIFAR-10 gray 1 layer; table3 MNIST 10 layers;
-    table4 CIFAR-10 gray 10 layers.
+    table4 CIFAR-10 gray 10 layers. Beside the paper's rows: in tables 1-2 the CMA-ES
+    corrected (cma-es-csa: standard step-size control, an epoch = one pass over the
+    training data; cma-es-sep: the same with separable CMA-ES, the row that fits a CPU),
+    the printed one being cma-es; in tables 3-4 each hybrid row with the combination
+    rules elitist and inject (hybrid-sgd-elitist, ...). Every row is paired seed by seed
+    with sgd-0.01 in table.md.
 
     Examples:
 
@@ -63,6 +69,8 @@ def reproduce_command(table, epochs, rows, out, seed, seeds, device, init, data_
       evoprop reproduce table1 --epochs 20 --rows adam --out repro
 
       evoprop reproduce all --epochs 50 --seeds 3
+
+      evoprop reproduce table1 --epochs 1000 --seeds 3 --rows adam,sgd-0.001,sgd-0.01 --dry-run
     """
     from evoprop.experiments.reproduce import plan, reproduce
 
@@ -70,6 +78,8 @@ def reproduce_command(table, epochs, rows, out, seed, seeds, device, init, data_
                   data_dir=data_dir, limit_train=limit_train, limit_test=limit_test)
     if dry_run:
         planned = plan(table, out, **kwargs)
+        for name, line in dict.fromkeys((f"{p.table.name} {p.row.id}", p.settings_line) for p in planned):
+            click.echo(f"{name}: {line}")
         for i, p in enumerate(planned, start=1):
             click.echo(f"[{i}/{len(planned)}] {p.name}: {p.describe()} -> {p.path}")
         click.echo(f"{sum(p.remaining for p in planned)} epochs to run")

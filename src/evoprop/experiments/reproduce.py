@@ -11,6 +11,10 @@ What happens to a row's run directory (new, skip, extend, resume, diverged, or a
 other settings) is decided before anything runs, by :func:`evoprop.runs.plan.plan_run`, which
 ``evoprop compare`` shares.
 
+Every row is also paired, seed by seed, with the table's baseline row (``PaperTable.baseline``,
+SGD lr 0.01): the mean difference in val-selected test F1 with its 95 % interval, in
+``table.md`` under "Paired against …".
+
 The table summarises every run directory under ``OUT/tableN/`` (also rows or seeds of
 earlier invocations), each read to at most N epochs. ``--seeds K`` runs seeds
 ``seed … seed+K−1``; the table then shows mean ± sample standard deviation over seeds.
@@ -38,7 +42,7 @@ from evoprop.config import TrainConfig
 from evoprop.errors import ConfigError
 from evoprop.experiments.paper_tables import PAPER_EPOCHS, PaperRow, PaperTable, check_row_ids, get_tables
 from evoprop.report import MARKER, load_run, write_report
-from evoprop.report.tables import find_run_dirs, is_run_dir
+from evoprop.report.tables import es_options, find_run_dirs, group_runs, is_run_dir, method_label
 from evoprop.runs.plan import RunPlan, check_data, execute, plan_run
 
 
@@ -56,6 +60,14 @@ class PlannedRun(RunPlan):
     @property
     def name(self) -> str:
         return f"{self.table.name} {self.row.id} seed {self.seed}"
+
+    @property
+    def settings_line(self) -> str:
+        """The row's label and what sets it apart, e.g. 'sep-CMA-ES (1 epoch = 1 pass): es sep P=5000, one
+        pass/epoch' or 'hybrid (SGD), elitist: hybrid auto P=1000 + sgd lr 0.01, combine elitist'."""
+        config = self.config.to_dict()
+        extra = es_options(config)
+        return f"{self.row.label}: {method_label({}, config)}" + (f", {extra}" if extra else "")
 
 
 @dataclass
@@ -254,7 +266,10 @@ def _write_table(t: PaperTable, out: Path, epochs: int, command: str, overrides,
     if others:
         notes.append(f"{len(others)} run director{'ies' if len(others) > 1 else 'y'} of earlier invocations "
                      f"under {folder} are included (see Runs).")
-    written = write_report(records, folder, table=t, epochs=epochs, command=command, notes=notes)
+    groups = group_runs(records)
+    baseline = next((g for g in groups if g.row_id == t.baseline), None)
+    written = write_report(records, folder, table=t, epochs=epochs, command=command, notes=notes, groups=groups,
+                           baseline=baseline if len(groups) > 1 else None)
     return TableResult(table=t, dir=folder, runs=mine, rows=written["rows"], files=written["files"])
 
 

@@ -211,7 +211,7 @@ def _reading_bullets(doc: str | None) -> list[str]:
 
 def _settings_table(groups) -> str:
     head = ["method", "training", "data (split; train / val / test)", "network", "init", "optimizer", "lr",
-            "batch", "ES (strategy, P, ES batch, gens/epoch, σ0)", "val fraction", "limits"]
+            "batch", "ES (strategy, P, ES batch, gens/epoch, σ0, options)", "val fraction", "limits"]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for g in groups:
         c, s = g.records[0].config, g.records[0].summary
@@ -226,8 +226,11 @@ def _settings_table(groups) -> str:
             sigmas = sorted({r.config.get("sigma0") for r in g.records if r.config.get("sigma0") is not None})
             sigma = ", ".join(f"{v:.3g}" for v in sigmas) or "default"
             gens = c.get("generations_per_epoch") or ("1" if method == "hybrid" else "one per ES mini-batch")
+            options = ", ".join(f"{k}={v}" for k, v in sorted((c.get("strategy_options") or {}).items()))
+            combine = "sync" if c.get("sync_mean") else c.get("combine")
             es = (f"{c.get('strategy')}, P={c.get('popsize')}, {c.get('es_batch_size')}, {gens}, {sigma}"
-                  + (", mean synced" if c.get("sync_mean") else ""))
+                  + (f", {options}" if options else "")
+                  + (f", combine {combine}" if method == "hybrid" and combine not in (None, "paper") else ""))
         limits = ", ".join(f"{k.removeprefix('limit_')} {c[k]}" for k in ("limit_train", "limit_test") if c.get(k))
         opt = "—" if method == "es" else c.get("optimizer") + (
             " " + str(c.get("optimizer_options")) if c.get("optimizer_options") else "")

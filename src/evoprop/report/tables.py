@@ -54,7 +54,8 @@ CSV_COLUMNS = (
     "method", "paper_f1", "paper_epoch", "best_test_f1", "best_epoch", "val_selected_test_f1", "seconds", "epochs",
     "row_id", "table", "diff_vs_paper", "best_test_f1_std", "val_selected_test_f1_std", "val_selected_epoch",
     "final_test_f1", "seconds_per_epoch", "seeds", "runs", "training", "optimizer", "lr", "batch_size", "strategy",
-    "popsize", "dataset", "dataset_note", "device", "status", "run_dirs", "duplicate_run_dirs",
+    "popsize", "es_options", "best_epoch_std", "dataset", "dataset_note", "device", "status", "run_dirs",
+    "duplicate_run_dirs",
 )
 #: Appended to table.csv when a target F1 is given.
 TARGET_COLUMNS = ("final_test_f1_std", "seconds_per_epoch_std", "target_f1", "epochs_to_target",
@@ -195,9 +196,32 @@ def method_label(summary: dict, config: dict) -> str:
     return " ".join(parts)
 
 
+def es_options(config: dict) -> str:
+    """What else shapes the ES beside strategy and P: gens/epoch, strategy options, a non-paper combine rule.
+
+    E.g. 'one pass/epoch, faithful=False' (the corrected CMA-ES rows) or 'combine elitist'; '' for none
+    (and for gradient runs)."""
+    method = config.get("method")
+    if method not in ("es", "hybrid"):
+        return ""
+    parts = []
+    gens = config.get("generations_per_epoch")
+    if method == "es":
+        parts.append("one pass/epoch" if gens is None else f"{gens} gen/epoch")
+    elif gens not in (None, 1):
+        parts.append(f"{gens} gen/epoch")
+    parts += [f"{k}={v}" for k, v in sorted((config.get("strategy_options") or {}).items())]
+    combine = "sync" if config.get("sync_mean") else config.get("combine")
+    if method == "hybrid" and combine not in (None, "paper"):
+        parts.append(f"combine {combine}")
+    if config.get("es_loss") not in (None, "nll"):
+        parts.append(f"ES loss {config.get('es_loss')}")
+    return ", ".join(parts)
+
+
 _GRADIENT_ONLY = ("optimizer", "lr", "optimizer_options", "batch_size")
 _ES_ONLY = ("strategy", "popsize", "es_batch_size", "es_layers", "generations_per_epoch", "sync_mean", "es_write",
-            "strategy_options", "es_precision")
+            "strategy_options", "es_precision", "combine", "accept_batch_size", "es_loss")
 _HIDDEN_ONLY = ("width", "activation")
 _MLP_ONLY = ("depth", "width", "activation", "init")
 _RESNET_ONLY = ("resnet_width",)
@@ -414,6 +438,7 @@ def table_rows(groups: list[Group], *, target_f1: float | None = None,
             "best_test_f1": best,
             "best_test_f1_std": best_sd,
             "best_epoch": _mean_epoch([h.get("best_epoch") for h in heads]),
+            "best_epoch_std": mean_std([h.get("best_epoch") for h in heads])[1],
             "diff_vs_paper": best - g.paper_f1 if best is not None and g.paper_f1 is not None else None,
             "val_selected_test_f1": honest,
             "val_selected_test_f1_std": honest_sd,
@@ -433,6 +458,7 @@ def table_rows(groups: list[Group], *, target_f1: float | None = None,
             "batch_size": cfg.get("batch_size") if method != "es" else None,
             "strategy": cfg.get("strategy") if method != "gradient" else None,
             "popsize": cfg.get("popsize") if method != "gradient" else None,
+            "es_options": es_options(cfg) or None,
             "dataset": cfg.get("dataset"),
             "dataset_note": next((r.summary.get("dataset_note") for r in recs if r.summary.get("dataset_note")), None),
             "device": ";".join(sorted({str(r.summary.get("device")) for r in recs if r.summary.get("device")})),
@@ -483,8 +509,11 @@ def fmt_f1(mean: float | None, std: float | None = None) -> str:
     return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
-def fmt_epoch(value: Any) -> str:
-    return "—" if value is None else str(value)
+def fmt_epoch(value: Any, std: float | None = None) -> str:
+    """An epoch (a mean over seeds), with ' ± std' when given."""
+    if value is None:
+        return "—"
+    return str(value) + (f" ± {std:.1f}" if std is not None else "")
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -500,7 +529,7 @@ def fmt_seconds(seconds: float | None) -> str:
 def _es_cell(row: TableRow) -> str:
     if not row["strategy"]:
         return "—"
-    return f"{row['strategy']} P={row['popsize']}"
+    return f"{row['strategy']} P={row['popsize']}" + (f" ({row['es_options']})" if row["es_options"] else "")
 
 
 def _target_cells(row: TableRow) -> list[str]:
@@ -558,7 +587,7 @@ def markdown_table(rows: list[TableRow]) -> str:
         if paper:
             cells += [f"{r['paper_f1']:.3f}" if r["paper_f1"] is not None else "—",
                       fmt_epoch(r["paper_epoch"]) if r["paper_f1"] is not None else "—"]
-        cells += [fmt_f1(r["best_test_f1"], r["best_test_f1_std"]), fmt_epoch(r["best_epoch"])]
+        cells += [fmt_f1(r["best_test_f1"], r["best_test_f1_std"]), fmt_epoch(r["best_epoch"], r["best_epoch_std"])]
         if paper:
             d = r["diff_vs_paper"]
             cells += ["—" if d is None else f"{d:+.3f}" + (" ⚠" if abs(d) > 0.02 else "")]
@@ -627,7 +656,7 @@ def markdown_section(rows: list[TableRow], title: str | None = None, epochs: int
     if notes:
         parts.append("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     parts.append("\nBest test F1: the paper's protocol (the best test macro-F1 over all epochs, epoch chosen on the "
-                 "test split). Val-selected: the honest protocol (test macro-F1 at the epoch with the best "
+                 "test split; its epoch, the first that reached it, is the paper's convergence epoch). Val-selected: the honest protocol (test macro-F1 at the epoch with the best "
                  "validation macro-F1)."
                  + " Final: the test macro-F1 at the last epoch read."
                  + (" ± is the sample standard deviation over seeds." if any(r["runs"] > 1 for r in rows) else "")
