@@ -8,6 +8,7 @@ ends with one line ``evoprop: error: ...`` and a non-zero exit: never a tracebac
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -102,7 +103,8 @@ def _wait_for(predicate, what: str, timeout: float = 120.0) -> None:
 
 def _status_in_report(run: Path, out: Path) -> str:
     assert main(["report", str(run), "--out", str(out)]) == 0
-    return (out / "table.csv").read_text().splitlines()[1].split(",")[-2]  # the status column, before run_dirs
+    with open(out / "table.csv", newline="") as fh:
+        return next(csv.DictReader(fh))["status"]
 
 
 @pytest.mark.slow
