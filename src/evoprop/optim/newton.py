@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from torch.func import grad, grad_and_value, jacrev
 
+from evoprop.device import available_memory
 from evoprop.errors import ConfigError, TrainingDiverged
 from evoprop.optim.batch import BatchLoss, FlatParams, require_batch_loss, single_group
 
@@ -180,22 +181,6 @@ def damped_solve(h: torch.Tensor, g: torch.Tensor, lam: float, boost: float, max
             return -torch.cholesky_solve(g.unsqueeze(1), factor).squeeze(1), lam
         lam *= boost
     raise TrainingDiverged(f"newton: H + λI is not positive definite even at λ = {lam:.3g}")
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes free for new tensors on ``device`` (CUDA: free device memory; CPU: MemAvailable)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import os
-
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def check_hessian_memory(dim: int, dtype: torch.dtype, device: torch.device, max_memory: Any, name: str,

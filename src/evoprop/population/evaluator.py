@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from evoprop.device import available_memory
 from evoprop.errors import ConfigError
 from evoprop.models import MLP
 from evoprop.population.fused import linear_activation, post_op
@@ -68,20 +69,6 @@ def native_bfloat16(device: torch.device) -> bool:
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so probed
         return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
     return False
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes that can be allocated on ``device`` now (GPU: free memory; CPU: MemAvailable)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30  # no /proc (macOS, Windows): assume a modest 4 GiB
 
 
 class PopulationEvaluator:
