@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 MARKER = re.compile(r"<!--\s*readme-test:\s*(skip|slow)\s*(?::\s*(.*?))?\s*-->")
 FENCE = re.compile(r"^( *)```(\w+)[^\n]*\n(.*?)^\1```", flags=re.S | re.M)
+#: Seconds one block may run (the suite has a 15-minute budget on CI's 2 cores); longer means hung or too big.
+BLOCK_TIMEOUT = 600
 #: Reasons a block may give for not running; anything else is a block that should run.
 SKIP_REASONS = ("installs packages", "runs this test suite", "takes hours", "needs a CUDA GPU", "needs a server",
                 "runs until stopped", "waits for a person")
@@ -99,8 +101,12 @@ CHECKS = {
 @pytest.mark.parametrize("block", [_param(b) for b in BLOCKS])
 def test_readme_block_runs_as_written(block: Block, clone):
     if block.language == "bash":
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block.code], cwd=clone, capture_output=True,
-                              text=True, timeout=3600)
+        try:  # a block that waits for a person or a server must say so (skip), not hang the suite
+            done = subprocess.run(["bash", "-euo", "pipefail", "-c", block.code], cwd=clone, capture_output=True,
+                                  text=True, timeout=BLOCK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"README line {block.line} ran for over {BLOCK_TIMEOUT} s: make it smaller, or mark it "
+                        "skip with its reason if it waits for a person or a server")
         assert done.returncode == 0, f"README line {block.line} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return
     namespace: dict = {}
