@@ -5,8 +5,11 @@ class EvopropError(Exception):
     """Base class: a mistake in input, configuration or environment, with a message that says the fix."""
 
 
-class ConfigError(EvopropError):
-    """An invalid setting: unknown name, out-of-range value, unknown config key."""
+class ConfigError(EvopropError, ValueError):
+    """An invalid setting or argument: unknown name, out-of-range value, unknown config key.
+
+    A ``ValueError`` too, so code that calls evoprop's API with a bad value and catches
+    ``ValueError`` (as it would for PyTorch's or NumPy's own checks) catches it."""
 
 
 class DataError(EvopropError):

@@ -6,9 +6,9 @@ import sys
 
 import click
 
+from evoprop.cli.exits import EXIT_INTERRUPTED
 from evoprop.cli.train import train_options
 
-EXIT_INTERRUPTED = 130
 
 
 @click.command("compare")

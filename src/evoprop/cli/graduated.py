@@ -6,13 +6,13 @@ import sys
 
 import click
 
+from evoprop.cli.exits import EXIT_INTERRUPTED
 from evoprop.config import TrainConfig
 from evoprop.data import DATASETS
 from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.models import MODELS
 from evoprop.train.schedules import GRADUATED, SCHEDULES
 
-EXIT_INTERRUPTED = 130
 
 # option flag -> (TrainConfig field, click type, help); None defaults, so that only what the user
 # typed overrides the config file, which overrides the preset, which overrides the defaults.

@@ -14,6 +14,7 @@ import click
 import evoprop
 from evoprop.cli.compare import compare_command
 from evoprop.cli.dashboard import dashboard_command
+from evoprop.cli.exits import EXIT_DIVERGED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 from evoprop.cli.gradcheck import gradcheck_command
 from evoprop.cli.graduated import graduated_command
 from evoprop.cli.landscape import landscape_command
@@ -28,7 +29,6 @@ from evoprop.data import DataNote
 from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.optim import OPTIMIZERS
 
-EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

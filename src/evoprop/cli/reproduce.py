@@ -6,10 +6,10 @@ import sys
 
 import click
 
+from evoprop.cli.exits import EXIT_INTERRUPTED
 from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.experiments.paper_tables import PAPER_EPOCHS, TABLES
 
-EXIT_INTERRUPTED = 130
 
 
 def _rows_help() -> str:

@@ -98,6 +98,8 @@ def make_optimizer(
         raise ConfigError(f"learning rate must be > 0, got {hyper['lr']}")
     try:
         return spec.factory(params, model=model, **hyper) if spec.needs_model else spec.factory(params, **hyper)
+    except ConfigError:  # already one of ours: keep its message
+        raise
     except (ValueError, TypeError) as exc:  # torch.optim's own range checks
         raise ConfigError(f"optimizer '{name}': {exc}") from None
 

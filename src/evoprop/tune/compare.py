@@ -77,6 +77,8 @@ def open_compare_study(tune: TuneConfig):
             except DuplicatedStudyError:
                 study = load_study(study_name=s.name, storage=storage,
                                    sampler=make_preferential_sampler(tune, joining_seed(tune, storage)))
+        except ConfigError:  # already one of ours: keep its message
+            raise
         except ValueError as exc:  # "The study is not a PreferentialStudy."
             raise ConfigError(f"study {s.name} in {shown(tune.storage)} is not a comparison study ({exc}); "
                               "give another --study-name") from None

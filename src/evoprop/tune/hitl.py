@@ -70,6 +70,8 @@ def rating_widget(spec: dict[str, Any]):
             raise ConfigError("study.rating: a choice widget needs lists of choices and values of the same length")
         return ObjectiveChoiceWidget(choices=[str(c) for c in choices], values=[float(v) for v in values],
                                      description=spec.get("description"))
+    except ConfigError:  # already one of ours: keep its message
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"study.rating: {exc}") from None
 

@@ -106,6 +106,8 @@ def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
         if s.pruner == "hyperband":
             return optuna.pruners.HyperbandPruner(**{"min_resource": 1, "max_resource": tune.train.epochs,
                                                      **s.pruner_options})
+    except ConfigError:  # already one of ours: keep its message
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"study.pruner_options for {s.pruner}: {exc}") from None
     return optuna.pruners.NopPruner()
@@ -136,6 +138,8 @@ def open_study(tune: TuneConfig, *, worker: int = 0, heartbeat: bool = True) -> 
                 study = optuna.create_study(study_name=s.name, storage=storage, sampler=sampler,
                                             pruner=make_pruner(tune), direction=s.resolved_direction,
                                             load_if_exists=True)
+    except ConfigError:  # already one of ours: keep its message
+        raise
     except ValueError as exc:  # e.g. the stored study optimises in the other direction
         raise ConfigError(f"study {s.name} in {shown(tune.storage)}: {exc}") from None
     check_settings(study, tune)
