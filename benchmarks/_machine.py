@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
-import subprocess
 import time
 
 import torch
 
+from evoprop.device import describe_machine
+
 
 def describe() -> str:
     """CPU model (or GPU name), cores, torch version and threads, Python, date."""
-    if torch.cuda.is_available():
-        device = torch.cuda.get_device_name()
-    else:
-        device = "?"
-        try:
-            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-                if line.startswith("Model name"):
-                    device = line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-    return (f"{device}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
+    m = describe_machine("auto")
+    return (f"{m.get('gpu') or m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} threads), "
+            f"Python {m['python']}, {time.strftime('%Y-%m-%d')}")
 
 
 def synchronize(device: torch.device) -> None:

@@ -11,7 +11,7 @@ import pytest
 from evoprop.cli.main import main
 from evoprop.config import TrainConfig
 from evoprop.errors import EvopropError
-from evoprop.experiments import reproduce
+from evoprop.experiments import TABLES, paper_references, reproduce
 from evoprop.report import build_report, find_run_dirs, group_runs, load_run, load_runs, table_rows
 from evoprop.report.tables import mean_std
 from evoprop.runs import run_training
@@ -56,7 +56,7 @@ def test_plain_runs_group_by_method_with_seeds_averaged(runs, tmp_path):
 
 
 def test_reproduction_runs_keep_the_papers_numbers(runs, tmp_path):
-    result = build_report([runs / "repro" / "table1"], tmp_path)
+    result = build_report([runs / "repro" / "table1"], tmp_path, references=paper_references())
     rows = read_csv(tmp_path / "table.csv")
     assert [(r["row_id"], r["paper_f1"], r["paper_epoch"]) for r in rows] == [("adam", "0.924", "19"),
                                                                              ("sgd-0.01", "0.922", "749")]
@@ -65,11 +65,28 @@ def test_reproduction_runs_keep_the_papers_numbers(runs, tmp_path):
 
 
 def test_a_mix_of_runs_labels_each_group_apart(runs, tmp_path):
-    result = build_report([runs / "plain" / "adam", runs / "repro"], tmp_path)
+    result = build_report([runs / "plain" / "adam", runs / "repro"], tmp_path, references=paper_references())
     labels = [r.method for r in result["rows"]]
     assert labels[:2] == ["Adam", "SGD lr 0.01"]  # reproductions first, in the paper's order
     assert labels[2].startswith("mnist d1 gradient adam lr 0.001")
     assert len(set(labels)) == len(labels)
+
+
+def test_report_reads_the_papers_tables_only_as_data_given_to_it(runs, tmp_path):
+    """report/ never imports experiments/: without references a reproduction is an ordinary comparison."""
+    import subprocess
+    import sys
+
+    code = "import sys, evoprop.report; print(any(m.startswith('evoprop.experiments') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    assert build_report([runs / "repro" / "table1"], tmp_path)["title"] == "Comparison of 2 runs"
+    refs = paper_references()
+    assert refs["table3"].row_ids == tuple(TABLES["table3"].row_ids)
+    one, three = "\n".join(refs["table1"].notes), "\n".join(refs["table3"].notes)
+    assert 'Table 1\'s "SGD lr 0.001"' in one and 'Table 1\'s "SGD lr 0.001"' not in three
+    assert '**The "CMA-ES" rows' in one and '**The "CMA-ES" rows' not in three
+    assert "**The hybrid rows" in three and "**The hybrid rows" not in one
 
 
 def test_epochs_truncates_every_run(runs, tmp_path):

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from evoprop.enums import ES_LOSS_NAMES, resolve_combine
 from evoprop.errors import ConfigError
 
 METHODS = ("gradient", "hybrid", "es")
@@ -142,7 +143,7 @@ class TrainConfig:
     es_layers: list[int] | None = None  # None: [0] for hybrid, every layer for es
     generations_per_epoch: int | None = setting(None, low=1, high=MAX_GENERATIONS_PER_EPOCH,
                                                 why="a million generations per epoch already takes hours")
-    combine: str = "paper"  # hybrid: how a generation meets the trained layer (train/layer_search.py COMBINE_RULES)
+    combine: str = "paper"  # hybrid: how a generation meets the trained layer (evoprop/enums.py COMBINE_RULES)
     sync_mean: bool = False  # hybrid: alias of combine "sync" (move the ES mean to the trained layer each generation)
     accept_batch_size: int = setting(1024, low=1, high=MAX_COUNT)  # hybrid, combine elitist/inject: acceptance batch
     es_loss: str = "nll"  # what the ES minimises on its mini-batch (population/losses.py ES_LOSSES)
@@ -204,14 +205,10 @@ class TrainConfig:
         if self.max_memory is not None:
             parse_bytes(self.max_memory)
         _one_of("es_precision", self.es_precision, ES_PRECISIONS)
-        from evoprop.train.layer_search import resolve_combine
-
         resolve_combine(self.combine, self.sync_mean)
         if self.method == "es" and resolve_combine(self.combine, self.sync_mean) != "paper":
             raise ConfigError(f"combine '{self.combine}' combines the ES with a gradient optimizer: use it with method hybrid")
-        from evoprop.population.losses import ES_LOSSES
-
-        _one_of("es_loss", self.es_loss, ES_LOSSES)
+        _one_of("es_loss", self.es_loss, ES_LOSS_NAMES)
 
     def _validate_model_and_schedule(self) -> None:
         from evoprop.models import MODELS

@@ -1,8 +1,9 @@
-"""Pick the compute device: the GPU when there is one, else the CPU."""
+"""Pick the compute device: the GPU when there is one, else the CPU; and describe the machine."""
 
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -43,3 +44,32 @@ def available_memory(device: torch.device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return 4 << 30  # otherwise (Windows) assume a modest 4 GiB
+
+
+def describe_machine(device: torch.device | str = "auto") -> dict:
+    """The machine a run or benchmark ran on, in one place for every record of it.
+
+    ``cpu`` (the model, from /proc/cpuinfo where there is one), ``cores``, ``gpu`` (only when
+    ``device`` resolves to a CUDA GPU: its name), ``python``, ``os``, ``torch`` and ``threads``
+    (torch's intra-op threads).
+    """
+    info: dict = {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+                  "os": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    try:
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        if dev.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(dev)
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

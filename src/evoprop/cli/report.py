@@ -41,6 +41,7 @@ def report_command(run_dirs, out, title, epochs, each_run, target_f1, baseline) 
       evoprop report runs/ --baseline "gradient sgd lr 0.01" --target-f1 0.9
     """
     from evoprop.errors import ConfigError
+    from evoprop.experiments import paper_references
     from evoprop.report import build_report
 
     if epochs is not None and epochs < 1:
@@ -50,6 +51,6 @@ def report_command(run_dirs, out, title, epochs, each_run, target_f1, baseline) 
                          + (["--target-f1", f"{target_f1:g}"] if target_f1 is not None else [])
                          + (["--baseline", baseline] if baseline is not None else []))
     result = build_report(run_dirs, out, title=title, epochs=epochs, command=command, by_run=each_run,
-                          target_f1=target_f1, baseline=baseline)
+                          target_f1=target_f1, baseline=baseline, references=paper_references())
     click.echo(result["files"]["table_md"].read_text())
     click.echo(", ".join(str(p) for p in result["files"].values()))

@@ -15,6 +15,7 @@ from evoprop.experiments.compare import ArmRun, CompareResult, CompareSpec, comp
 from evoprop.experiments.paper_tables import (
     COMMON,
     PAPER_EPOCHS,
+    READING_NOTES,
     ROW_IDS,
     TABLE_NAMES,
     TABLES,
@@ -22,6 +23,7 @@ from evoprop.experiments.paper_tables import (
     PaperTable,
     get_table,
     get_tables,
+    paper_references,
 )
 from evoprop.experiments.reproduce import PlannedRun, TableResult, plan, reproduce
 
@@ -31,6 +33,7 @@ __all__ = [
     "CompareSpec",
     "COMMON",
     "PAPER_EPOCHS",
+    "READING_NOTES",
     "ROW_IDS",
     "TABLES",
     "TABLE_NAMES",
@@ -42,6 +45,7 @@ __all__ = [
     "get_table",
     "get_tables",
     "load_spec",
+    "paper_references",
     "plan",
     "reproduce",
 ]

@@ -46,7 +46,8 @@ from tqdm.auto import tqdm
 from evoprop.config import TrainConfig, read_mapping
 from evoprop.errors import ConfigError
 from evoprop.report import load_run, write_report
-from evoprop.report.tables import Group, check_target_f1, is_run_dir
+from evoprop.report.tables import Group, check_target_f1
+from evoprop.runs.rundir import is_run
 from evoprop.runs.plan import RunPlan, check_data, execute, plan_run
 
 #: The keys of a compare file, in the order the docstring explains them.
@@ -273,7 +274,7 @@ def write_comparison(spec: CompareSpec, planned: list[ArmRun], command: str | No
     """``OUT/table.md``, ``table.csv``, ``f1.png``, ``loss.png`` and ``report.md`` from the arms' run directories."""
     groups = []
     for order, arm in enumerate(spec.arms):
-        records = [load_run(p.path, max_epochs=p.epochs) for p in planned if p.arm == arm and is_run_dir(p.path)]
+        records = [load_run(p.path, max_epochs=p.epochs) for p in planned if p.arm == arm and is_run(p.path)]
         if records:
             groups.append(Group(key=(arm,), label=arm, records=records, row_id=arm, order=(order,)))
     baseline = next((g for g in groups if g.label == spec.baseline), None)

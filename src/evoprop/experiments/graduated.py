@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ from evoprop.config import TrainConfig
 from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.report.schedule_figures import schedule_figure
 from evoprop.report.tables import fmt_f1, fmt_seconds, load_run
+from evoprop.runs import RunDir, run_training
+from evoprop.runs.launch import resolve_config
 from evoprop.train.schedules import DEFAULT_GAMMA, GRADUATED, SCHEDULES, stage_records
 
 #: The comparison's own defaults on top of TrainConfig's: the paper's lr, batch size and stage count.
@@ -106,9 +107,6 @@ def compare_schedules(
     echo: Callable[[str], None] | None = None,
 ) -> Comparison:
     """Train ``base`` once per schedule into ``out/<schedule>/`` and write the table and the figure."""
-    from evoprop.runs import RunDir, run_training
-    from evoprop.runs.launch import resolve_config
-
     echo = echo or (lambda line: None)
     names = parse_schedules(schedules)
     if base.method == "es":
@@ -146,14 +144,14 @@ def _action(run, config: TrainConfig) -> str:
         raise ConfigError(f"{run.path} holds a run with other settings ({k} {theirs.get(k)!r}, requested "
                           f"{ours[k]!r}); choose another --out")
     history = run.read_metrics()
-    status = run.read_summary().get("status") if (run.path / "summary.json").is_file() else None
+    status = run.status()
     if status == "diverged":
         return "done"
     return "done" if len(history) >= config.epochs else "continue"
 
 
 def _row(name: str, path: Path, epochs: int) -> ScheduleRow:
-    if not (path / "config.yaml").is_file():
+    if not RunDir(path).has_config():
         raise EvopropError(f"{path} holds no run: the {name} run stopped before it started")
     record = load_run(path, max_epochs=epochs)
     h, cfg = record.headline, record.config
@@ -241,9 +239,9 @@ def _title(config: TrainConfig) -> str:
 def _note(rows: list[ScheduleRow]) -> str | None:
     for r in rows:
         if r.values["run_dir"]:
-            summary = Path(r.values["run_dir"]) / "summary.json"
-            if summary.is_file():
-                data = json.loads(summary.read_text())
+            run = RunDir(r.values["run_dir"])
+            if run.has_summary():
+                data = run.read_summary()
                 parts = [f"machine: {data.get('machine')}"] if data.get("machine") else []
                 if data.get("dataset_note"):
                     parts.append(f"data: {data['dataset_note']}")

@@ -5,55 +5,8 @@ on top of the settings every reproduction shares (:data:`COMMON`) and the table'
 (data set, depth, width). The paper's numbers are its "F1-measure" (the best test
 macro-F1 over all epochs) and "convergence epoch" (the epoch where it was reached).
 
-How we read the paper where it is silent or ambiguous (each choice is visible in the
-run's ``config.yaml`` and in the table's ``report.md``):
-
-* **Epochs.** 1,000 per row, as in the paper; ``evoprop reproduce --epochs N`` shortens
-  every row alike.
-* **The "CMA-ES" rows (Tables 1, 2)** train the whole one-layer network (784·10 + 10 or
-  1024·10 + 10 weights) with the paper's IGO CMA-ES (``strategy: paper``) alone, one
-  generation per epoch (``generations_per_epoch: 1``): Algorithm 2's loop is "per
-  epoch: pick a mini-batch, sample, evaluate, update", so the paper's "convergence epoch
-  32" is read as 32 generations. These rows are labelled "as printed": equations
-  (3)-(4) as printed cannot make progress (``evoprop.es.paper``: σ first collapses,
-  then grows without bound), and 32 generations are 32 × 5,000 evaluations.
-* **The corrected CMA-ES rows (Tables 1, 2)** make the two smallest changes under which
-  the paper's CMA-ES row can learn, and say so in their label: (a) equations (3)-(4) with
-  standard cumulation and damping (CSA; ``faithful: false``, the rest of (1)-(5) kept),
-  and (b) an ES "epoch" read as one pass over the training data (one generation per ES
-  mini-batch of 256: 175 generations on MNIST's 44,550 training images, 141 on
-  CIFAR's 36,000). Row ``cma-es-csa`` is exactly that, with the paper's full covariance
-  (d = 7,850 / 10,250: a 0.5 / 0.8 GB matrix, and sampling P × d² ≈ 3·10¹¹ multiply-adds
-  per generation at P = 5,000, and a factorisation of C every generation: ≈ 125 s per
-  generation on the project's 2-core CPU under load, ≈ 6 h per pass; a row for a GPU). Row ``cma-es-sep`` is the one that fits a CPU:
-  separable CMA-ES (Ros & Hansen 2008; standard CSA, a diagonal covariance, O(P·d) per
-  generation) at the paper's population, also one pass per epoch (6.6 s per generation
-  there, 19 min per pass). ``lmma`` would fit too; sep is the strategy ``auto`` resolves to
-  in the hybrid rows, so the ES-only and hybrid rows search with one strategy. Both carry the paper's F1 and epoch beside them:
-  they are our reading of the row the paper printed.
-* **The hybrid rows (Tables 3, 4)** keep ``strategy: auto``. The paper's full-covariance
-  CMA-ES at d = 157,000 (MNIST) or 205,000 (CIFAR) would need ~200 GB for its covariance
-  alone, so ``auto`` resolves to separable CMA-ES there; the resolved strategy is written
-  to the run's ``config.yaml`` and shown in the table.
-* **The hybrid rows with a combination rule (Tables 3, 4)** are not in the paper: each
-  paper hybrid row is repeated with ``combine`` set to each rule of
-  :data:`HYBRID_RULES` (``elitist``: the search centred on the trained layer, its best
-  written in only if it beats the trained layer on an acceptance mini-batch; ``inject``:
-  the trained layer injected into the strategy's population, with elitist acceptance;
-  see ``evoprop train --help``), all else as the paper's row. They have no paper numbers.
-* **Learning rates.** The paper gives "gradient part lr 0.01, batch 64" for the hybrid:
-  both hybrid rows use lr 0.01, also hybrid (Adam). Plain Adam rows use Adam's usual
-  lr 0.001 (the paper names no other).
-* **Batch sizes.** Table 1: 256 for every gradient row (Adam included, as its SGD rows);
-  Tables 2-4: 64. The ES mini-batch is 256 everywhere.
-* **Initialisation.** The paper does not state it; Glorot-uniform (Keras' default of the
-  time) unless ``--init`` says otherwise: with PyTorch's default a 10-layer ReLU MLP
-  trained by SGD stays at chance.
-* **Splits.** The paper's splits (MNIST 49,500 / 5,500 from the first 55,000 training
-  images; CIFAR-10 40,000 / 10,000 from the 50,000), with 10 % of the train part held
-  out as validation (``val_fraction: 0.1``) for the honest protocol: the epoch is chosen
-  on validation and its test F1 reported beside the paper's best-on-test number.
-* Table 1's "SGD lr 0.001" has no convergence epoch in the paper ("–"): ``None`` here.
+How we read the paper where it is silent or ambiguous is :data:`READING_NOTES` (each choice is
+visible in the run's ``config.yaml``, and the notes are in the table's ``report.md``).
 """
 
 from __future__ import annotations
@@ -63,6 +16,81 @@ from typing import Any
 
 from evoprop.config import TrainConfig
 from evoprop.errors import ConfigError
+from evoprop.report.tables import TableReference
+
+
+@dataclass(frozen=True)
+class ReadingNote:
+    """One choice made where the paper is silent or ambiguous, as the reports list it (Markdown).
+
+    ``method``: listed only for tables with a row of that method; ``table``: only for that table's number.
+    """
+
+    text: str
+    method: str | None = None
+    table: int | None = None
+
+    def applies(self, table: "PaperTable") -> bool:
+        if self.method is not None and self.method not in {r.settings.get("method") for r in table.rows}:
+            return False
+        return self.table is None or self.table == table.number
+
+
+#: How we read the paper where it is silent or ambiguous, in the order the reports list it.
+READING_NOTES: tuple[ReadingNote, ...] = (
+    ReadingNote(
+        '**Epochs.** 1,000 per row, as in the paper; `evoprop reproduce --epochs N` shortens every row alike.'),
+    ReadingNote(
+        '**The "CMA-ES" rows (Tables 1, 2)** train the whole one-layer network (784·10 + 10 or 1024·10 + 10 '
+        "weights) with the paper's IGO CMA-ES (`strategy: paper`) alone, one generation per epoch "
+        '(`generations_per_epoch: 1`): Algorithm 2\'s loop is "per epoch: pick a mini-batch, sample, evaluate,'
+        ' update", so the paper\'s "convergence epoch 32" is read as 32 generations. These rows are labelled '
+        '"as printed": equations (3)-(4) as printed cannot make progress (`evoprop.es.paper`: σ first '
+        'collapses, then grows without bound), and 32 generations are 32 × 5,000 evaluations.', method="es"),
+    ReadingNote(
+        "**The corrected CMA-ES rows (Tables 1, 2)** make the two smallest changes under which the paper's "
+        'CMA-ES row can learn, and say so in their label: (a) equations (3)-(4) with standard cumulation and '
+        'damping (CSA; `faithful: false`, the rest of (1)-(5) kept), and (b) an ES "epoch" read as one pass '
+        "over the training data (one generation per ES mini-batch of 256: 175 generations on MNIST's 44,550 "
+        "training images, 141 on CIFAR's 36,000). Row `cma-es-csa` is exactly that, with the paper's full "
+        'covariance (d = 7,850 / 10,250: a 0.5 / 0.8 GB matrix, and sampling P × d² ≈ 3·10¹¹ multiply-adds '
+        'per generation at P = 5,000, and a factorisation of C every generation: ≈ 125 s per generation on '
+        "the project's 2-core CPU under load, ≈ 6 h per pass; a row for a GPU). Row `cma-es-sep` is the one "
+        'that fits a CPU: separable CMA-ES (Ros & Hansen 2008; standard CSA, a diagonal covariance, O(P·d) '
+        "per generation) at the paper's population, also one pass per epoch (6.6 s per generation there, 19 "
+        'min per pass). `lmma` would fit too; sep is the strategy `auto` resolves to in the hybrid rows, so '
+        "the ES-only and hybrid rows search with one strategy. Both carry the paper's F1 and epoch beside "
+        'them: they are our reading of the row the paper printed.'),
+    ReadingNote(
+        "**The hybrid rows (Tables 3, 4)** keep `strategy: auto`. The paper's full-covariance CMA-ES at d = "
+        '157,000 (MNIST) or 205,000 (CIFAR) would need ~200 GB for its covariance alone, so `auto` resolves '
+        "to separable CMA-ES there; the resolved strategy is written to the run's `config.yaml` and shown in "
+        'the table.', method="hybrid"),
+    ReadingNote(
+        '**The hybrid rows with a combination rule (Tables 3, 4)** are not in the paper: each paper hybrid '
+        'row is repeated with `combine` set to each rule of :data:`HYBRID_RULES` (`elitist`: the search '
+        'centred on the trained layer, its best written in only if it beats the trained layer on an '
+        "acceptance mini-batch; `inject`: the trained layer injected into the strategy's population, with "
+        "elitist acceptance; see `evoprop train --help`), all else as the paper's row. They have no paper "
+        'numbers.', method="hybrid"),
+    ReadingNote(
+        '**Learning rates.** The paper gives "gradient part lr 0.01, batch 64" for the hybrid: both hybrid '
+        "rows use lr 0.01, also hybrid (Adam). Plain Adam rows use Adam's usual lr 0.001 (the paper names no "
+        'other).'),
+    ReadingNote(
+        '**Batch sizes.** Table 1: 256 for every gradient row (Adam included, as its SGD rows); Tables 2-4: '
+        '64. The ES mini-batch is 256 everywhere.'),
+    ReadingNote(
+        "**Initialisation.** The paper does not state it; Glorot-uniform (Keras' default of the time) unless "
+        "`--init` says otherwise: with PyTorch's default a 10-layer ReLU MLP trained by SGD stays at chance."),
+    ReadingNote(
+        "**Splits.** The paper's splits (MNIST 49,500 / 5,500 from the first 55,000 training images; CIFAR-10"
+        ' 40,000 / 10,000 from the 50,000), with 10 % of the train part held out as validation '
+        '(`val_fraction: 0.1`) for the honest protocol: the epoch is chosen on validation and its test F1 '
+        "reported beside the paper's best-on-test number."),
+    ReadingNote(
+        'Table 1\'s "SGD lr 0.001" has no convergence epoch in the paper ("–"): `None` here.', table=1),
+)
 
 #: The combination rules (``TrainConfig.combine``) whose hybrid rows stand beside the paper's
 #: Algorithm 2 rows in Tables 3 and 4 (one row per rule and paper hybrid row).
@@ -125,6 +153,13 @@ class PaperTable:
         for row_id in row_ids:
             self.row(row_id)  # raises with the valid ids
         return [r for r in self.rows if r.id in wanted]
+
+    def reference(self) -> TableReference:
+        """What a report shows of this table: number, title, row order, its notes and the reading notes
+        that concern its rows (:data:`READING_NOTES`)."""
+        notes = self.notes + tuple(n.text for n in READING_NOTES if n.applies(self))
+        return TableReference(name=self.name, number=self.number, title=self.title, row_ids=tuple(self.row_ids),
+                              notes=notes)
 
     def config(self, row: PaperRow | str, **changes: Any) -> TrainConfig:
         """The TrainConfig of ``row``: defaults < COMMON < table < row < ``changes``."""
@@ -247,6 +282,11 @@ TABLE_NAMES = tuple(TABLES)
 
 #: Every row id used by any table, in the order of first appearance (help texts, error messages).
 ROW_IDS = tuple(dict.fromkeys(r.id for t in TABLES.values() for r in t.rows))
+
+
+def paper_references() -> dict[str, TableReference]:
+    """The four tables as :mod:`evoprop.report` takes them (``references=``): titles, row order, notes."""
+    return {name: table.reference() for name, table in TABLES.items()}
 
 
 def get_tables(name: str) -> list[PaperTable]:

@@ -27,8 +27,6 @@ report lists them, because such a table is no longer the paper's.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import platform
 import shlex
 import sys
 from dataclasses import dataclass
@@ -40,9 +38,13 @@ from tqdm.auto import tqdm
 import evoprop
 from evoprop.config import TrainConfig
 from evoprop.errors import ConfigError
-from evoprop.experiments.paper_tables import PAPER_EPOCHS, PaperRow, PaperTable, check_row_ids, get_tables
-from evoprop.report import MARKER, load_run, write_report
-from evoprop.report.tables import es_options, find_run_dirs, group_runs, is_run_dir, method_label
+from evoprop.experiments.paper_tables import (PAPER_EPOCHS, PaperRow, PaperTable, check_row_ids, get_tables,
+                                              paper_references)
+from evoprop.device import describe_machine
+from evoprop.report import load_run, write_report
+from evoprop.report.tables import es_options, find_run_dirs, group_runs
+from evoprop.runs.labels import method_label
+from evoprop.runs.rundir import RunDir
 from evoprop.runs.plan import RunPlan, check_data, execute, plan_run
 
 
@@ -67,7 +69,7 @@ class PlannedRun(RunPlan):
         pass/epoch' or 'hybrid (SGD), elitist: hybrid auto P=1000 + sgd lr 0.01, combine elitist'."""
         config = self.config.to_dict()
         extra = es_options(config)
-        return f"{self.row.label}: {method_label({}, config)}" + (f", {extra}" if extra else "")
+        return f"{self.row.label}: {method_label(config)}" + (f", {extra}" if extra else "")
 
 
 @dataclass
@@ -205,38 +207,15 @@ def _run_one(p: PlannedRun, bar, say, echo, progress: bool, device: str | None) 
 
 def machine_info(device: str = "auto") -> dict[str, Any]:
     """CPU model, GPU name (when the run uses one), Python and OS: for the report's machine section."""
-    info: dict[str, Any] = {"cpu": _cpu_model(), "python": platform.python_version(), "os": platform.platform()}
-    try:
-        import torch
-
-        from evoprop.device import resolve_device
-
-        dev = resolve_device(device)
-        if dev.type == "cuda":
-            info["gpu"] = torch.cuda.get_device_name(dev)
-    except Exception:  # noqa: BLE001 - informational only
-        pass
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    machine = describe_machine(device)
+    return {key: machine[key] for key in ("cpu", "python", "os", "gpu") if key in machine}
 
 
 def _write_marker(p: PlannedRun) -> None:
     """reproduction.json: which table and row this run is, the paper's numbers, and a log of sessions."""
-    path = p.path / MARKER
+    run = RunDir(p.path)
     p.path.mkdir(parents=True, exist_ok=True)
-    try:
-        marker = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        marker = {}
+    marker = run.read_marker() or {}
     machine = machine_info(p.config.device)
     marker.update({
         "table": p.table.name, "table_number": p.table.number, "table_title": p.table.title,
@@ -247,15 +226,12 @@ def _write_marker(p: PlannedRun) -> None:
         "time": _dt.datetime.now().isoformat(timespec="seconds"), "action": p.action, "from_epoch": p.done,
         "to_epoch": p.epochs, "evoprop": evoprop.__version__, **machine,
     })
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(marker, indent=2) + "\n")
-    tmp.replace(path)
+    run.write_marker(marker)
 
 
 def _write_table(t: PaperTable, out: Path, epochs: int, command: str, overrides, mine) -> TableResult:
     folder = out / t.name
-    records = [load_run(path, max_epochs=epochs) for path in find_run_dirs([folder])
-               if is_run_dir(path) and (path / MARKER).is_file()]
+    records = [load_run(path, max_epochs=epochs) for path in find_run_dirs([folder]) if RunDir(path).has_marker()]
     records = [r for r in records if (r.reproduction or {}).get("table") == t.name]
     notes = []
     if overrides:
@@ -266,9 +242,9 @@ def _write_table(t: PaperTable, out: Path, epochs: int, command: str, overrides,
     if others:
         notes.append(f"{len(others)} run director{'ies' if len(others) > 1 else 'y'} of earlier invocations "
                      f"under {folder} are included (see Runs).")
-    groups = group_runs(records)
+    groups = group_runs(records, references=paper_references())
     baseline = next((g for g in groups if g.row_id == t.baseline), None)
-    written = write_report(records, folder, table=t, epochs=epochs, command=command, notes=notes, groups=groups,
+    written = write_report(records, folder, table=t.reference(), epochs=epochs, command=command, notes=notes, groups=groups,
                            baseline=baseline if len(groups) > 1 else None)
     return TableResult(table=t, dir=folder, runs=mine, rows=written["rows"], files=written["files"])
 

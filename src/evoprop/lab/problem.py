@@ -111,7 +111,7 @@ def run_problem(run_dir: str | Path, *, data_dir=None, device: str = "auto", lim
         model.load_state_dict(state["trainer"]["model"])
     except (KeyError, TypeError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EvopropError(f"{run.path / 'checkpoint.pt'} does not hold this run's model ({first})") from None
+        raise EvopropError(f"{run.checkpoint_path} does not hold this run's model ({first})") from None
     epochs = len(state["trainer"].get("history", []))
     shape = f"depth {config.depth} width {config.width}" if config.model == "mlp" else config.model
     what = f"{config.dataset} {shape}, {config.method}, after epoch {epochs}"

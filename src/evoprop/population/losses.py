@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from evoprop.enums import ES_LOSS_NAMES
 from evoprop.errors import ConfigError
 from evoprop.population.evaluator import LossFn
 
@@ -42,7 +43,8 @@ def one_minus_macro_f1(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return 1.0 - (f1 * present).sum() / present.sum().clamp(min=1.0)
 
 
-ES_LOSSES: dict[str, LossFn] = {"nll": F.cross_entropy, "error": classification_error, "f1": one_minus_macro_f1}
+ES_LOSSES: dict[str, LossFn] = dict(zip(ES_LOSS_NAMES, (F.cross_entropy, classification_error, one_minus_macro_f1),
+                                         strict=True))
 
 
 def es_loss(name: str) -> LossFn:

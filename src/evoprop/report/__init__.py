@@ -11,8 +11,8 @@ loss per epoch; :mod:`~evoprop.report.document` writes the folder and ``report.m
 
 from evoprop.report.document import FILES, build_report, write_report
 from evoprop.report.tables import (
-    MARKER,
     RunRecord,
+    TableReference,
     TableRow,
     find_run_dirs,
     group_runs,
@@ -21,11 +21,13 @@ from evoprop.report.tables import (
     markdown_table,
     table_rows,
 )
+from evoprop.runs.rundir import MARKER
 
 __all__ = [
     "FILES",
     "MARKER",
     "RunRecord",
+    "TableReference",
     "TableRow",
     "build_report",
     "find_run_dirs",

@@ -15,9 +15,12 @@ from typing import Any
 import evoprop
 from evoprop.errors import EvopropError
 from evoprop.report.figures import f1_figure, loss_figure
+from evoprop.report.schedule_figures import schedule_figure
 from evoprop.report.tables import (
     Group,
+    References,
     RunRecord,
+    TableReference,
     TableRow,
     check_target_f1,
     find_group,
@@ -40,7 +43,8 @@ def write_report(
     out: str | Path,
     *,
     title: str | None = None,
-    table=None,
+    table: TableReference | None = None,
+    references: References | None = None,
     epochs: int | None = None,
     command: str | None = None,
     notes: list[str] | None = None,
@@ -51,8 +55,9 @@ def write_report(
 ) -> dict[str, Any]:
     """Write the comparison of ``records`` into ``out``; return {"rows": [...], "files": {name: path}}.
 
-    ``table`` (a :class:`~evoprop.experiments.paper_tables.PaperTable`) titles the report and
-    adds the paper's reading notes; ``epochs`` says how many epochs of each run were read.
+    ``table`` (a :class:`~evoprop.report.tables.TableReference`) titles the report and adds its
+    reading notes [default: the one of ``references`` that every record reproduces, if any];
+    ``epochs`` says how many epochs of each run were read.
     ``groups``: the rows, when the caller groups the records itself (``evoprop compare``: one
     per arm) [default: :func:`~evoprop.report.tables.group_runs`]; ``target_f1`` and
     ``baseline`` (one of the groups) as in :func:`~evoprop.report.tables.table_rows`.
@@ -65,9 +70,9 @@ def write_report(
     except OSError as exc:
         raise EvopropError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
     if table is None:
-        table = _common_table(records)
+        table = _common_table(records, references or {})
     if groups is None:
-        groups = group_runs(records, by_run=by_run)
+        groups = group_runs(records, by_run=by_run, references=references)
     rows = table_rows(groups, target_f1=target_f1, baseline=baseline)
     if title is None:
         title = (f"Table {table.number}: {table.title}" if table is not None
@@ -79,8 +84,6 @@ def write_report(
     f1_figure(groups, files["f1_figure"], f"{title}: test macro-F1 per epoch", note, target_f1=target_f1)
     loss_figure(groups, files["loss_figure"], f"{title}: loss per epoch", note)
     if _scheduled(records):  # runs with a schedule (seed 003): δ, lr and batch size per epoch too
-        from evoprop.report.schedule_figures import schedule_figure
-
         files["schedule_figure"] = schedule_figure([(g.label, g.records[0].history) for g in groups],
                                                    out / "schedule.png", f"{title}: schedules", note)
     files["report"].write_text(_document(title, rows, groups, records, table, epochs, command, notes or []))
@@ -89,28 +92,28 @@ def write_report(
 
 def build_report(paths, out: str | Path = "report", *, title: str | None = None, epochs: int | None = None,
                  command: str | None = None, by_run: bool = False, target_f1: float | None = None,
-                 baseline: str | None = None) -> dict[str, Any]:
+                 baseline: str | None = None, references: References | None = None) -> dict[str, Any]:
     """``evoprop report``: read run directories (or folders holding them) and write the comparison.
 
     ``target_f1``: also epochs and seconds to reach it; ``baseline``: a method's label (as the
-    table shows it): every other method paired with it seed by seed.
+    table shows it): every other method paired with it seed by seed; ``references``: the published
+    tables that reproductions among the runs rerun (``evoprop report`` passes the paper's,
+    :func:`evoprop.experiments.paper_references`), for their titles, row order and notes.
     """
     if target_f1 is not None:
         check_target_f1(target_f1)
     records = load_runs(paths, max_epochs=epochs)
-    groups = group_runs(records, by_run=by_run)
+    groups = group_runs(records, by_run=by_run, references=references)
     base = find_group(groups, baseline) if baseline is not None else None
-    return write_report(records, out, title=title, epochs=epochs, command=command, groups=groups,
-                        target_f1=target_f1, baseline=base)
+    return write_report(records, out, title=title, references=references, epochs=epochs, command=command,
+                        groups=groups, target_f1=target_f1, baseline=base)
 
 
-def _common_table(records: list[RunRecord]):
-    from evoprop.experiments.paper_tables import TABLES
-
+def _common_table(records: list[RunRecord], references: References) -> TableReference | None:
     names = {(r.reproduction or {}).get("table") for r in records}
     if len(names) == 1:
         name = names.pop()
-        return TABLES.get(name) if name else None
+        return references.get(name) if name else None
     return None
 
 
@@ -152,11 +155,8 @@ def _document(title, rows, groups, records, table, epochs, command, extra_notes)
                   "at each stage start), learning rate and batch size per epoch (the first seed of each row).", ""]
     lines += ["## Settings", "", _settings_table(groups), ""]
     if table is not None:
-        from evoprop.experiments.paper_tables import __doc__ as reading
-
         lines += ["## How the paper's settings were read", ""]
         lines += [f"- {n}" for n in table.notes]
-        lines += [f"- {n}" for n in _reading_bullets(reading) if _applies(n, table)]
         lines.append("")
     if extra_notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in extra_notes] + [""]
@@ -174,39 +174,6 @@ def _document(title, rows, groups, records, table, epochs, command, extra_notes)
                 f"{fmt_seconds(h.get('seconds'))} | `{r.path}` |")
     lines.append("")
     return "\n".join(lines)
-
-
-def _applies(bullet: str, table) -> bool:
-    """Keep a reading note only where it concerns the table's rows."""
-    methods = {r.settings.get("method") for r in table.rows}
-    if bullet.startswith('**The "CMA-ES" rows'):
-        return "es" in methods
-    if bullet.startswith("**The hybrid rows"):
-        return "hybrid" in methods
-    if bullet.startswith("Table 1's"):
-        return table.number == 1
-    return True
-
-
-def _reading_bullets(doc: str | None) -> list[str]:
-    """The '* **...**' bullets of evoprop.experiments.paper_tables' docstring, one line each."""
-    if not doc:
-        return []
-    bullets, current = [], None
-    for line in doc.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("* "):
-            if current:
-                bullets.append(current)
-            current = stripped[2:]
-        elif current is not None and stripped:
-            current += " " + stripped
-        elif current is not None:
-            bullets.append(current)
-            current = None
-    if current:
-        bullets.append(current)
-    return [b.replace("``", "`") for b in bullets]
 
 
 def _settings_table(groups) -> str:

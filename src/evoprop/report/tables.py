@@ -35,15 +35,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from evoprop.errors import ConfigError, EvopropError
 from evoprop.report.stats import paired_difference
 from evoprop.train.summary import summarize, time_to_target
 from evoprop.models import model_tag
-
-#: The file a reproduction writes into each of its run directories.
-MARKER = "reproduction.json"
+from evoprop.runs.labels import method_label
+from evoprop.runs.rundir import CONFIG, METRICS, RunDir, find_runs, is_run
 
 #: Settings that do not change what a run computes (or only name where it runs):
 #: runs differing only in these are the same method.
@@ -63,6 +62,26 @@ TARGET_COLUMNS = ("final_test_f1_std", "seconds_per_epoch_std", "target_f1", "ep
 #: Appended to table.csv when a baseline is given.
 PAIRED_COLUMNS = ("baseline", "paired_metric", "diff_vs_baseline", "diff_ci_low", "diff_ci_high", "seeds_won",
                   "seeds_lost", "seeds_paired", "per_seed_diff")
+
+
+@dataclass(frozen=True)
+class TableReference:
+    """A published table that reproductions rerun, as a report shows it: given by the caller
+    (:mod:`evoprop.experiments` for the paper's tables), never looked up here.
+
+    A reproduction's run names its table and row in its marker (with the paper's numbers);
+    the reference adds the table's number, title, row order and the notes on how it was read.
+    """
+
+    name: str
+    number: int
+    title: str
+    row_ids: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+#: Published tables by name (:attr:`TableReference.name`).
+References = Mapping[str, TableReference]
 
 
 @dataclass
@@ -114,9 +133,7 @@ class TableRow:
 
 def is_run_dir(path: Path) -> bool:
     """A folder with config.yaml and at least one of metrics.jsonl, summary.json, checkpoint.pt."""
-    path = Path(path)
-    return (path / "config.yaml").is_file() and any(
-        (path / name).is_file() for name in ("metrics.jsonl", "summary.json", "checkpoint.pt"))
+    return is_run(path)
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
@@ -125,17 +142,12 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise EvopropError(f"{path} does not exist; give run directories (folders with config.yaml and "
-                               "metrics.jsonl) or folders that hold them")
-        if is_run_dir(path):
-            runs = [path]
-        elif path.is_dir():
-            runs = sorted(p.parent for p in path.rglob("config.yaml") if is_run_dir(p.parent))
-        else:
-            runs = []
+            raise EvopropError(f"{path} does not exist; give run directories (folders with {CONFIG} and "
+                               f"{METRICS}) or folders that hold them")
+        runs = find_runs(path)
         if not runs:
-            raise EvopropError(f"{path} is not a run directory and holds none (a run directory has config.yaml "
-                               "and metrics.jsonl, as 'evoprop train' and 'evoprop reproduce' write them)")
+            raise EvopropError(f"{path} is not a run directory and holds none (a run directory has {CONFIG} "
+                               f"and {METRICS}, as 'evoprop train' and 'evoprop reproduce' write them)")
         found.extend(runs)
     unique: dict[Path, None] = {}
     for p in found:
@@ -145,23 +157,14 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
 
 def load_run(path: str | Path, max_epochs: int | None = None) -> RunRecord:
     """Read one run directory; ``max_epochs`` keeps only its first N epochs."""
-    from evoprop.runs import RunDir
-
     run = RunDir(path)
     try:
         config = run.read_config().to_dict()
     except EvopropError as exc:
         raise EvopropError(f"{run.path} is not a readable run directory ({exc})") from None
-    summary = run.read_summary() if (run.path / "summary.json").is_file() else {}  # one-line errors
+    summary = run.summary_or_empty()  # one-line errors
     history = run.read_metrics()
-    marker = None
-    if (run.path / MARKER).is_file():
-        try:
-            marker = json.loads((run.path / MARKER).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            marker = None
-        if not isinstance(marker, dict):
-            marker = None  # a damaged marker: the run is still read, without the paper's numbers
+    marker = run.read_marker()  # a damaged marker: the run is still read, without the paper's numbers
     total = len(history)
     if max_epochs is not None:
         history = history[:max_epochs]
@@ -182,19 +185,6 @@ def load_runs(paths: Iterable[str | Path], max_epochs: int | None = None) -> lis
 
 
 # grouping -----------------------------------------------------------------
-
-def method_label(summary: dict, config: dict) -> str:
-    """'gradient sgd lr 0.01', 'hybrid sep P=1000 + sgd lr 0.01', 'es paper P=5000'."""
-    method = config.get("method", summary.get("method", "?"))
-    parts = [method]
-    if method != "gradient":
-        parts.append(f"{config.get('strategy')} P={config.get('popsize')}")
-    if method != "es":
-        lr = config.get("lr")
-        parts.append(("+ " if method == "hybrid" else "") + f"{config.get('optimizer')}"
-                     + (f" lr {lr:g}" if isinstance(lr, (int, float)) else ""))
-    return " ".join(parts)
-
 
 def es_options(config: dict) -> str:
     """What else shapes the ES beside strategy and P: gens/epoch, strategy options, a non-paper combine rule.
@@ -255,16 +245,16 @@ def _setting_key(config: dict) -> str:
     return json.dumps(relevant_settings(config), sort_keys=True, default=str)
 
 
-def group_runs(records: list[RunRecord], *, by_run: bool = False) -> list[Group]:
+def group_runs(records: list[RunRecord], *, by_run: bool = False,
+               references: References | None = None) -> list[Group]:
     """Runs of the same method (same settings but the seed) as one group; ``by_run``: a group per run.
 
     A reproduction's group is labelled with its row's name (e.g. "hybrid (SGD)"); other runs
     with their method (e.g. "gradient adam lr 0.001"), prefixed with data set and depth when
     the runs do not share them, and suffixed with the settings that set apart groups whose
-    labels would otherwise be equal.
+    labels would otherwise be equal. ``references``: the published tables, for their row order.
     """
-    from evoprop.experiments.paper_tables import TABLES
-
+    references = references or {}
     groups: dict[tuple, Group] = {}
     for index, rec in enumerate(records):
         marker = rec.reproduction or {}
@@ -274,11 +264,11 @@ def group_runs(records: list[RunRecord], *, by_run: bool = False) -> list[Group]
         if group is None:
             if table and row_id:
                 label = marker.get("label") or row_id
-                known = TABLES.get(table)
+                known = references.get(table)
                 row_pos = known.row_ids.index(row_id) if known is not None and row_id in known.row_ids else 99
                 order = (0, int(marker.get("table_number") or (known.number if known else 99)), row_pos, index)
             else:
-                label = method_label(rec.summary, rec.config)
+                label = method_label(rec.config)
                 order = (1, 0, 0, index)
             group = groups[key] = Group(key=key, label=label, table=table, row_id=row_id,
                                         paper_f1=marker.get("paper_f1"), paper_epoch=marker.get("paper_epoch"),
@@ -299,15 +289,10 @@ def _one_run_per_seed(group: Group) -> None:
         by_seed.setdefault(json.dumps(rec.seed), []).append(rec)
     kept = []
     for same in by_seed.values():
-        same.sort(key=lambda r: (len(r.history), r.status == "completed", _newest_file(r.path)), reverse=True)
+        same.sort(key=lambda r: (len(r.history), r.status == "completed", RunDir(r.path).newest_change()), reverse=True)
         kept.append(same[0])
         group.duplicates.extend(same[1:])
     group.records = [r for r in group.records if any(r is k for k in kept)]
-
-
-def _newest_file(path: Path) -> float:
-    times = [(path / n).stat().st_mtime for n in ("metrics.jsonl", "summary.json", "config.yaml") if (path / n).exists()]
-    return max(times, default=0.0)
 
 
 def _disambiguate(groups: list[Group], by_run: bool) -> None:

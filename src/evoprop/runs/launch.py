@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import Callable
@@ -15,12 +13,13 @@ from tqdm.auto import tqdm
 import evoprop
 from evoprop.config import TrainConfig, parse_bytes
 from evoprop.data import load_dataset
-from evoprop.device import resolve_device
+from evoprop.device import describe_machine, resolve_device
 from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.models import build_model, model_tag
 from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
-from evoprop.runs.rundir import RunDir, current_owner
+from evoprop.runs.labels import method_label
+from evoprop.runs.rundir import CONFIG, RunDir, current_owner
 from evoprop.runs.sizes import check_fits
 from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
 from evoprop.train.hybrid import gradient_params
@@ -194,7 +193,7 @@ def run_training(
 def _load_checkpoint(run: RunDir, trainer: Trainer) -> None:
     """Restore ``trainer`` from the run's checkpoint; one line when it is not this run's (or is damaged)."""
     state = run.load_checkpoint(map_location=trainer.data.train.x.device)
-    where = run.path / "checkpoint.pt"
+    where = run.checkpoint_path
     missing = [k for k in ("format", "trainer", "torch_rng") if k not in state]
     if missing:
         raise EvopropError(f"checkpoint {where} lacks {', '.join(missing)}: it is not an evoprop checkpoint "
@@ -209,7 +208,7 @@ def _load_checkpoint(run: RunDir, trainer: Trainer) -> None:
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         detail = " ".join(str(exc).split())
         detail = detail if len(detail) <= 160 else detail[:157] + "..."
-        raise EvopropError(f"checkpoint {where} does not match the run's config.yaml (was a setting such as depth "
+        raise EvopropError(f"checkpoint {where} does not match the run's {CONFIG} (was a setting such as depth "
                            f"or width edited, or the checkpoint copied from another run?): "
                            f"{type(exc).__name__}: {detail or 'missing entry'}") from None
 
@@ -245,17 +244,9 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
 
 
 def machine_name(device: torch.device) -> str:
-    """The GPU's name on CUDA, else the CPU model (from /proc/cpuinfo where there is one)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.machine()} {platform.processor()}".strip() + f", {os.cpu_count()} cores"
+    """The GPU's name on CUDA, else the CPU model and its cores (summary.json's ``machine``)."""
+    machine = describe_machine(device)
+    return machine.get("gpu") or f"{machine['cpu']}, {machine['cores']} cores"
 
 
 def _epoch_line(r: dict, epochs: int) -> str:
@@ -267,22 +258,6 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"acc {r['test_accuracy']:.4f}  F1 {r['test_f1']:.4f}{val}{es}  {r['seconds']:.1f} s")
 
 
-def method_label(s: dict) -> str:
-    """'gradient sgd lr 0.01', 'hybrid sep P=1000 bfloat16 elitist es-loss f1 + sgd lr 0.01', 'es sep P=1000'."""
-    parts = [s["method"]]
-    if s.get("strategy"):
-        parts.append(f"{s['strategy']} P={s['popsize']}")
-        if s.get("es_precision") == "bfloat16":  # float32, exact, goes without saying
-            parts.append("bfloat16")
-        if s.get("combine") not in (None, "paper"):  # the paper's rule goes without saying
-            parts.append(s["combine"])
-        if s.get("es_loss") not in (None, "nll"):  # as does its cross-entropy
-            parts.append(f"es-loss {s['es_loss']}")
-    if s.get("optimizer"):
-        parts.append(("+ " if s.get("strategy") else "") + f"{s['optimizer']} lr {s['lr']:g}")
-    return " ".join(parts)
-
-
 def summary_line(summary: dict, run: RunDir) -> str:
     """The one line printed at the end of a run."""
     if not summary.get("epochs"):
@@ -291,7 +266,7 @@ def summary_line(summary: dict, run: RunDir) -> str:
     if summary.get("val_selected_test_f1") is not None:
         honest = f" | val-selected test F1 {summary['val_selected_test_f1']:.4f} (epoch {summary['val_selected_epoch']})"
     note = f" | data: {summary['dataset_note']}" if summary.get("dataset_note") else ""
-    return (f"{summary['status']}: {summary['dataset']} depth {summary['depth']} {method_label(summary)} "
+    return (f"{summary['status']}: {summary['dataset']} depth {summary['depth']} {method_label(summary, es_details=True)} "
             f"| {summary['epochs']} epochs, {summary['seconds']:.1f} s "
             f"({summary['seconds_per_epoch']:.2f} s/epoch) | best test F1 {summary['best_test_f1']:.4f} "
             f"(epoch {summary['best_epoch']}){honest}{note} | run: {run.path}")

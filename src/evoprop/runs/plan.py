@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evoprop.config import TrainConfig
+from evoprop.data import load_dataset
 from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.runs.launch import run_training, summary_line
-from evoprop.runs.rundir import METRICS, SUMMARY, RunDir
+from evoprop.runs.rundir import RunDir
 
 #: Settings that may differ between an existing run directory and the request: where the run
 #: runs or what the request does not fix (None: resolved by the run, e.g. sigma0; "auto").
@@ -79,7 +80,7 @@ def plan_run(path: str | Path, config: TrainConfig, hint: str = "give another --
         raise EvopropError(f"{path} holds a run with other settings ({key}: {have} there, {want} requested); "
                            f"{hint}, or remove that directory to rerun it")
     done = len(run.read_metrics())
-    status = run.read_summary().get("status") if (path / SUMMARY).is_file() else None
+    status = run.status()
     if status == "diverged":
         action = "diverged"
     elif done >= epochs:
@@ -126,7 +127,7 @@ def execute(
     def on_line(line: str) -> None:
         if line.startswith("epoch "):
             bar.update(1)
-            last = _last_record(run)
+            last = run.last_record()
             if last is not None:
                 bar.set_description(short, refresh=False)
                 bar.set_postfix_str(f"epoch {last['epoch']}/{p.epochs} F1 {last['test_f1']:.4f}")
@@ -152,19 +153,8 @@ def execute(
         return None
 
 
-def _last_record(run: RunDir) -> dict | None:
-    try:
-        with open(run.path / METRICS, "rb") as fh:
-            lines = [line for line in fh.read().splitlines() if line.strip()]
-        return json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError):
-        return None
-
-
 def check_data(plans: list[RunPlan]) -> None:
     """Load (and so check) every data set that the runs still to do need, before the first one starts."""
-    from evoprop.data import load_dataset
-
     needed = {}
     for p in plans:
         if p.remaining:

@@ -4,6 +4,11 @@
     RUN_DIR/metrics.jsonl   one JSON object per completed epoch
     RUN_DIR/summary.json    headline numbers, status, dataset, machine; rewritten every epoch
     RUN_DIR/checkpoint.pt   trainer state after the last completed epoch (model, optimizer, RNG, history)
+    RUN_DIR/reproduction.json  only in a reproduction's runs: its table, row and the paper's numbers
+
+A folder is a run (:func:`is_run`) when it has config.yaml and at least one of the others;
+:func:`find_runs` finds the runs under a folder. Every other module reads a run through
+:class:`RunDir` and these two functions: the file names are spelled only here.
 
 Every file is written to a temporary name and renamed into place (atomic on POSIX);
 a temporary file left by a kill is removed when the run is next started or resumed.
@@ -30,6 +35,8 @@ from evoprop.config import TrainConfig, read_mapping
 from evoprop.errors import EvopropError
 
 CONFIG, METRICS, SUMMARY, CHECKPOINT = "config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt"
+#: The file a reproduction writes into each of its run directories.
+MARKER = "reproduction.json"
 TMP_SUFFIX = ".tmp"
 #: Settings every evoprop has written into config.yaml, first and last in its order: a config.yaml
 #: without them was cut short (fields added in later versions may be absent and take their defaults).
@@ -72,7 +79,27 @@ class RunDir:
             )
 
     def has_run(self) -> bool:
+        """Whether anything of a run is here (a config or a checkpoint): what a new run must not overwrite."""
         return (self.path / CONFIG).exists() or (self.path / CHECKPOINT).exists()
+
+    def is_run(self) -> bool:
+        """A run to read: config.yaml and at least one of metrics.jsonl, summary.json, checkpoint.pt."""
+        return self.has_config() and any((self.path / name).is_file() for name in (METRICS, SUMMARY, CHECKPOINT))
+
+    def has_config(self) -> bool:
+        return (self.path / CONFIG).is_file()
+
+    def has_summary(self) -> bool:
+        return (self.path / SUMMARY).is_file()
+
+    def newest_change(self) -> float:
+        """The latest modification time of its config, metrics and summary (0.0 when none is there)."""
+        times = [(self.path / n).stat().st_mtime for n in (METRICS, SUMMARY, CONFIG) if (self.path / n).exists()]
+        return max(times, default=0.0)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
 
     # config -------------------------------------------------------------
     def write_config(self, config: TrainConfig) -> None:
@@ -135,11 +162,22 @@ class RunDir:
             records.append(record)
         return records
 
+    def last_record(self) -> dict | None:
+        """The last line of metrics.jsonl, read cheaply while the run trains; None when there is none (or it
+        cannot be read now)."""
+        try:
+            with open(self.path / METRICS, "rb") as fh:
+                lines = [line for line in fh.read().splitlines() if line.strip()]
+            return json.loads(lines[-1]) if lines else None
+        except (OSError, ValueError):
+            return None
+
     def write_summary(self, summary: dict) -> None:
         text = json.dumps(summary, indent=2) + "\n"
         _atomic_write(self.path / SUMMARY, lambda fh: fh.write(text.encode()))
 
     def read_summary(self) -> dict:
+        """summary.json (an error when it is missing or damaged; see :meth:`summary_or_empty`)."""
         path = self.path / SUMMARY
         try:
             data = json.loads(_read_text(path))
@@ -149,13 +187,17 @@ class RunDir:
             raise EvopropError(f"{path} must hold a JSON object (the run's summary), not {type(data).__name__}")
         return data
 
+    def summary_or_empty(self) -> dict:
+        """summary.json, or {} for a run that has none yet (a damaged one is still an error)."""
+        return self.read_summary() if self.has_summary() else {}
+
     def status(self, summary: dict | None = None) -> str | None:
         """The summary's status, except that a "running" run whose process is gone is "interrupted".
 
         ``summary``: the already-read summary.json (default: read it); None when there is none.
         """
         if summary is None:
-            if not (self.path / SUMMARY).is_file():
+            if not self.has_summary():
                 return None
             summary = self.read_summary()
         status = summary.get("status")
@@ -165,7 +207,7 @@ class RunDir:
 
     def live_owner(self) -> dict | None:
         """The process training this run now (another one, alive), or None."""
-        if not (self.path / SUMMARY).is_file():
+        if not self.has_summary():
             return None
         try:
             summary = self.read_summary()
@@ -176,22 +218,55 @@ class RunDir:
             return None
         return owner
 
+    # reproduction marker ---------------------------------------------
+    def has_marker(self) -> bool:
+        return (self.path / MARKER).is_file()
+
+    def read_marker(self) -> dict | None:
+        """reproduction.json, or None when there is none or it is damaged (the run is still readable)."""
+        if not self.has_marker():
+            return None
+        try:
+            marker = json.loads((self.path / MARKER).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return marker if isinstance(marker, dict) else None
+
+    def write_marker(self, marker: dict) -> None:
+        text = json.dumps(marker, indent=2) + "\n"
+        _atomic_write(self.path / MARKER, lambda fh: fh.write(text.encode()))
+
     # checkpoint -------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        _atomic_write(self.path / CHECKPOINT, lambda fh: torch.save(state, fh))
+        _atomic_write(self.checkpoint_path, lambda fh: torch.save(state, fh))
 
     def has_checkpoint(self) -> bool:
-        return (self.path / CHECKPOINT).exists()
+        return self.checkpoint_path.exists()
 
     def load_checkpoint(self, map_location=None) -> dict[str, Any]:
         try:
-            state = torch.load(self.path / CHECKPOINT, map_location=map_location, weights_only=True)
+            state = torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
         except Exception as exc:  # a truncated or foreign file: say so in one line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EvopropError(f"checkpoint {self.path / CHECKPOINT} is unreadable ({first})") from None
+            raise EvopropError(f"checkpoint {self.checkpoint_path} is unreadable ({first})") from None
         if not isinstance(state, dict):
-            raise EvopropError(f"checkpoint {self.path / CHECKPOINT} is not an evoprop checkpoint (not a mapping)")
+            raise EvopropError(f"checkpoint {self.checkpoint_path} is not an evoprop checkpoint (not a mapping)")
         return state
+
+
+def is_run(path: str | Path) -> bool:
+    """Whether ``path`` is a run to read (see :meth:`RunDir.is_run`)."""
+    return RunDir(path).is_run()
+
+
+def find_runs(folder: str | Path) -> list[Path]:
+    """The runs at or under ``folder`` (itself, if it is one; else searched recursively), sorted; [] for none."""
+    folder = Path(folder)
+    if is_run(folder):
+        return [folder]
+    if not folder.is_dir():
+        return []
+    return sorted(p.parent for p in folder.rglob(CONFIG) if is_run(p.parent))
 
 
 def _read_text(path: Path) -> str:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evoprop.enums import SYNCED, resolve_combine
 from evoprop.errors import ConfigError, TrainingDiverged
 from evoprop.es import STRATEGIES, make_strategy
 from evoprop.population import PopulationEvaluator, available_memory, es_loss
@@ -31,22 +32,7 @@ FULL_COVARIANCE_BYTES_PER_D2 = 3 * 8
 STRATEGY_MEMORY_FRACTION = 0.5
 FULL_COVARIANCE = ("paper", "cma", "ipop")
 WRITE_MODES = ("best", "mean")
-# How a generation's result is combined with the gradient-trained layer (see LayerSearch and README):
-COMBINE_RULES = ("paper", "sync", "elitist", "inject", "disjoint")
-SYNCED = ("sync", "elitist")  # the mean is moved to the model's layer before each generation
 ELITIST = ("elitist", "inject")  # the model's layer competes; a challenger must beat it on the acceptance batch
-
-
-def resolve_combine(combine: str, sync_mean: bool = False) -> str:
-    """The combination rule, with ``sync_mean=True`` as the alias of ``"sync"`` (decided here only)."""
-    if combine not in COMBINE_RULES:
-        raise ConfigError(f"unknown combine '{combine}'; valid: {', '.join(COMBINE_RULES)}")
-    if sync_mean and combine == "paper":
-        return "sync"
-    if sync_mean and combine not in SYNCED:
-        raise ConfigError(f"sync_mean (the alias of combine 'sync') cannot be used with combine '{combine}', "
-                          "whose mean is not moved to the trained layer")
-    return combine
 
 
 def choose_strategy(name: str, dim: int, device: torch.device) -> str:
