@@ -303,8 +303,8 @@ def test_cma_matches_textbook_update(method, block, monkeypatch):
         es.tell(X, f)
         np.testing.assert_allclose(es.mean.numpy(), m_ref, rtol=1e-10, atol=1e-12)
         if method == "eigh":
-            np.testing.assert_allclose(es._ps.numpy(), ps_ref, rtol=1e-9, atol=1e-12)
-            np.testing.assert_allclose(es._pc.numpy(), pc_ref, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(es.p_sigma.numpy(), ps_ref, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(es.p_c.numpy(), pc_ref, rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(es.covariance.numpy(), C_ref, rtol=1e-9, atol=1e-12)
             assert es.sigma == pytest.approx(sigma_ref, rel=1e-10)
             m, sigma, C, ps, pc = m_ref, sigma_ref, C_ref, ps_ref, pc_ref
@@ -313,7 +313,7 @@ def test_cma_matches_textbook_update(method, block, monkeypatch):
                 np.testing.assert_allclose(es.covariance.numpy(), C_ref, rtol=1e-9, atol=1e-12)
                 assert es.sigma == pytest.approx(sigma_ref, rel=1e-10)
             m, sigma, C = es.mean.numpy(), es.sigma, es.covariance.numpy()
-            ps, pc = es._ps.numpy(), es._pc.numpy()
+            ps, pc = es.p_sigma.numpy(), es.p_c.numpy()
     assert np.linalg.eigvalsh(C).min() > 0
 
 
@@ -386,7 +386,7 @@ def test_paper_matches_hand_computed_update():
         m, C = m + dm, C_new
         np.testing.assert_allclose(es.mean.numpy(), m, rtol=1e-12)
         np.testing.assert_allclose(es.covariance.numpy(), C, rtol=1e-12)
-        np.testing.assert_allclose(es._ps.numpy(), ps, rtol=1e-10)
+        np.testing.assert_allclose(es.p_sigma.numpy(), ps, rtol=1e-10)
         assert es.sigma == pytest.approx(sigma, rel=1e-12)
 
 
@@ -469,7 +469,7 @@ def test_ask_rejects_a_buffer_of_the_wrong_shape():
 
 
 def test_large_cpu_draws_are_split_over_parallel_streams_reproducibly():
-    from evoprop.es.base import DRAW_STREAMS, PARALLEL_DRAW_MIN
+    from evoprop.es.draws import DRAW_STREAMS, PARALLEL_DRAW_MIN
 
     dim, popsize = 100_000, PARALLEL_DRAW_MIN // 100_000 + 1
     a = make_strategy("sep", torch.zeros(dim), 0.5, popsize, seed=5)
