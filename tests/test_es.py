@@ -403,11 +403,11 @@ def test_lmma_transform_matches_sequential_loop():
         es.tell(X, ellipsoid(X))
     z = torch.randn(4, d, dtype=torch.float64)
     got = es._sample(z)
-    t = min(es.generation, es._k)
+    t = min(es.generation, es.memory)
     for r in range(4):
         v = z[r].clone()
         for j in range(t):  # d ← (1 − c_d,j) d + c_d,j m_j (m_jᵀ d)
-            c, mj = es._cd[j], es._M[j]
+            c, mj = es.c_d[j], es.paths[j]
             v = (1 - c) * v + c * mj * (mj @ v)
         torch.testing.assert_close(got[r], v, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(es._whiten(got), z, rtol=1e-8, atol=1e-10)

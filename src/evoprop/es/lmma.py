@@ -142,6 +142,22 @@ class LMMA(Strategy):
         G = M @ M.T
         return float(a + torch.linalg.matrix_norm(T, ord=2) * torch.linalg.matrix_norm(G, ord=2))
 
+    @property
+    def memory(self) -> int:
+        """k, the number of evolution paths kept."""
+        return self._k
+
+    @property
+    def paths(self) -> torch.Tensor:
+        """The k evolution paths m_j, one per row (a copy, state dtype); the transform uses the first
+        min(generation, k)."""
+        return self._M.clone()
+
+    @property
+    def c_d(self) -> tuple[float, ...]:
+        """The transform's learning rates c_d,j = 1/(1.5^(j-1) d), one per path (clipped to 1)."""
+        return tuple(self._cd)
+
     def state_bytes(self) -> int:
         """Bytes held by the distribution state (mean, p_σ, paths; not the population)."""
         return sum(t.numel() * t.element_size() for t in (self._mean, self._ps, self._M, self._x0))
