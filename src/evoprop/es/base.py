@@ -279,7 +279,8 @@ class Strategy(abc.ABC):
         m = self._mean.to(self._work_dtype).unsqueeze(0)
         if out is None and not self._keeps_y:  # the update needs only z: build x in y's memory
             return y.mul_(self._sigma).add_(m), None
-        x = out if out is not None else torch.empty(self._popsize, self._dim, device=self._device, dtype=self._work_dtype)
+        x = out if out is not None else torch.empty(self._popsize, self._dim, device=self._device,
+                                                    dtype=self._work_dtype)
         torch.add(m, y, alpha=self._sigma, out=x)  # contiguous even if y is a transposed view
         return x, (y if self._keeps_y else None)
 
@@ -287,7 +288,8 @@ class Strategy(abc.ABC):
         """A (P, d) standard-normal draw into a buffer kept between generations.
 
         z never leaves the strategy (ask() returns x, built elsewhere), so its memory can be
-        reused instead of page-faulting a fresh tensor every generation. ``randn`` is ``empty().normal_()``, so the samples are the same.
+        reused instead of page-faulting a fresh tensor every generation. ``randn`` is
+        ``empty().normal_()``, so the samples are the same.
         Large CPU draws are split over parallel streams (see :mod:`evoprop.es.draws`).
         """
         shape = (self._popsize, self._dim)
