@@ -303,8 +303,8 @@ def test_cma_matches_textbook_update(method, block, monkeypatch):
         es.tell(X, f)
         np.testing.assert_allclose(es.mean.numpy(), m_ref, rtol=1e-10, atol=1e-12)
         if method == "eigh":
-            np.testing.assert_allclose(es._ps.numpy(), ps_ref, rtol=1e-9, atol=1e-12)
-            np.testing.assert_allclose(es._pc.numpy(), pc_ref, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(es.p_sigma.numpy(), ps_ref, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(es.p_c.numpy(), pc_ref, rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(es.covariance.numpy(), C_ref, rtol=1e-9, atol=1e-12)
             assert es.sigma == pytest.approx(sigma_ref, rel=1e-10)
             m, sigma, C, ps, pc = m_ref, sigma_ref, C_ref, ps_ref, pc_ref
@@ -313,7 +313,7 @@ def test_cma_matches_textbook_update(method, block, monkeypatch):
                 np.testing.assert_allclose(es.covariance.numpy(), C_ref, rtol=1e-9, atol=1e-12)
                 assert es.sigma == pytest.approx(sigma_ref, rel=1e-10)
             m, sigma, C = es.mean.numpy(), es.sigma, es.covariance.numpy()
-            ps, pc = es._ps.numpy(), es._pc.numpy()
+            ps, pc = es.p_sigma.numpy(), es.p_c.numpy()
     assert np.linalg.eigvalsh(C).min() > 0
 
 
@@ -386,7 +386,7 @@ def test_paper_matches_hand_computed_update():
         m, C = m + dm, C_new
         np.testing.assert_allclose(es.mean.numpy(), m, rtol=1e-12)
         np.testing.assert_allclose(es.covariance.numpy(), C, rtol=1e-12)
-        np.testing.assert_allclose(es._ps.numpy(), ps, rtol=1e-10)
+        np.testing.assert_allclose(es.p_sigma.numpy(), ps, rtol=1e-10)
         assert es.sigma == pytest.approx(sigma, rel=1e-12)
 
 
@@ -403,11 +403,11 @@ def test_lmma_transform_matches_sequential_loop():
         es.tell(X, ellipsoid(X))
     z = torch.randn(4, d, dtype=torch.float64)
     got = es._sample(z)
-    t = min(es.generation, es._k)
+    t = min(es.generation, es.memory)
     for r in range(4):
         v = z[r].clone()
         for j in range(t):  # d ← (1 − c_d,j) d + c_d,j m_j (m_jᵀ d)
-            c, mj = es._cd[j], es._M[j]
+            c, mj = es.c_d[j], es.paths[j]
             v = (1 - c) * v + c * mj * (mj @ v)
         torch.testing.assert_close(got[r], v, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(es._whiten(got), z, rtol=1e-8, atol=1e-10)
@@ -469,7 +469,7 @@ def test_ask_rejects_a_buffer_of_the_wrong_shape():
 
 
 def test_large_cpu_draws_are_split_over_parallel_streams_reproducibly():
-    from evoprop.es.base import DRAW_STREAMS, PARALLEL_DRAW_MIN
+    from evoprop.es.draws import DRAW_STREAMS, PARALLEL_DRAW_MIN
 
     dim, popsize = 100_000, PARALLEL_DRAW_MIN // 100_000 + 1
     a = make_strategy("sep", torch.zeros(dim), 0.5, popsize, seed=5)

@@ -3,7 +3,7 @@
 ``make_strategy(name, x0_or_dim, sigma0, popsize=None, **options)`` builds one of
 :data:`STRATEGIES`:
 
-* ``"paper"`` - the IGO-based CMA-ES of seed 000, equations (1)-(5) as printed;
+* ``"paper"`` - the reproduced paper's IGO-based CMA-ES, its equations (1)-(5) as printed;
 * ``"cma"``   - standard CMA-ES (Hansen's tutorial), full covariance;
 * ``"sep"``   - separable (diagonal) CMA-ES, O(d) memory;
 * ``"lmma"``  - LM-MA-ES (limited-memory matrix adaptation), O(k·d) memory;
@@ -17,7 +17,6 @@ Hansen 2011), ``mean``, ``sigma``, ``best``, ``generation``,
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -26,20 +25,16 @@ from evoprop.errors import ConfigError
 
 from .base import Best, Strategy, default_popsize, expected_norm, rank
 from .cma import CMA
+from .constants import CMARates
 from .lmma import LMMA
 from .paper import PaperCMA
+from .registry import SINGLE_RUN, strategy_class
 from .restarts import IPOP
 from .sep import SepCMA
 
-STRATEGIES: dict[str, type] = {
-    "paper": PaperCMA,
-    "cma": CMA,
-    "sep": SepCMA,
-    "lmma": LMMA,
-    "ipop": IPOP,
-}
+STRATEGIES: dict[str, type] = {**SINGLE_RUN, "ipop": IPOP}
 
-__all__ = ["Best", "CMA", "IPOP", "LMMA", "PaperCMA", "STRATEGIES", "SepCMA", "Strategy",
+__all__ = ["Best", "CMA", "CMARates", "IPOP", "LMMA", "PaperCMA", "STRATEGIES", "SepCMA", "Strategy",
            "default_popsize", "expected_norm", "make_strategy", "rank"]
 
 
@@ -54,8 +49,7 @@ def make_strategy(name: str, x0: Any, sigma0: float, popsize: int | None = None,
     keyword ``options`` go to the strategy's constructor (e.g. ``seed``).
     """
     key = str(name).lower()
-    if key not in STRATEGIES:
-        raise ConfigError(f"unknown evolution strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    cls = strategy_class(key, STRATEGIES, options)
     if isinstance(x0, int) and not isinstance(x0, bool):
         if x0 < 1:
             raise ConfigError(f"dimension must be >= 1, got {x0}")
@@ -64,11 +58,4 @@ def make_strategy(name: str, x0: Any, sigma0: float, popsize: int | None = None,
         x0 = torch.as_tensor(x0)
         x0 = x0.to(device=device or x0.device,
                    dtype=dtype or (x0.dtype if x0.is_floating_point() else torch.get_default_dtype()))
-    cls = STRATEGIES[key]
-    params = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(options) - set(params))
-        if unknown:
-            allowed = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-            raise ConfigError(f"{key}: unknown option(s) {', '.join(unknown)}; it takes {', '.join(allowed)}")
     return cls(x0, sigma0, popsize, **options)

@@ -12,9 +12,10 @@ What is written once here (and only here):
 
 * argument validation (``ConfigError`` with a one-line message);
 * ranking, with every non-finite fitness (NaN, +inf, -inf) ranked worst;
-* the recombination weights (Hansen's tutorial, incl. active negative weights);
-* cumulative step-size adaptation helpers and E||N(0, I)||;
-* the private ``torch.Generator`` and ``state_dict`` / ``load_state_dict``;
+* the steps every strategy shares: the mean (Hansen 2016, eq. 42), the step-size path p_σ
+  (eq. 43) and cumulative step-size adaptation (eq. 44); the default constants are in
+  :mod:`evoprop.es.constants`, large CPU draws in :mod:`evoprop.es.draws`;
+* the private ``torch.Generator`` (``_rng``) and ``state_dict`` / ``load_state_dict``;
 * stopping criteria used by the IPOP restarts;
 * ``inject``: external solutions (e.g. a gradient-trained point) placed in the next
   population, their steps clipped for the update (Hansen 2011, arXiv:1110.4181);
@@ -47,7 +48,6 @@ from __future__ import annotations
 
 import abc
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,10 @@ import torch
 
 from evoprop.errors import ConfigError, StrategyDiverged
 
-__all__ = ["Best", "Strategy", "expected_norm", "log_weights", "rank"]
+from .constants import default_popsize, expected_norm, log_weights
+from . import draws
+
+__all__ = ["Best", "Strategy", "default_popsize", "expected_norm", "log_weights", "rank"]
 
 _STATE_VERSION = 1
 
@@ -78,11 +81,6 @@ class Best:
 # ---------------------------------------------------------------------------
 
 
-def expected_norm(d: int) -> float:
-    """E||N(0, I_d)|| = sqrt(2) Gamma((d+1)/2) / Gamma(d/2), exactly (via lgamma)."""
-    return math.sqrt(2.0) * math.exp(math.lgamma((d + 1) / 2.0) - math.lgamma(d / 2.0))
-
-
 def rank(fitness: torch.Tensor) -> torch.Tensor:
     """Indices sorting ``fitness`` best (smallest) first.
 
@@ -94,93 +92,6 @@ def rank(fitness: torch.Tensor) -> torch.Tensor:
     return torch.sort(f, stable=True).indices
 
 
-def log_weights(popsize: int, dim: int, *, mu: int | None = None, active: bool = False,
-                c1: float | None = None, cmu: float | None = None) -> tuple[torch.Tensor, float, float]:
-    """Recombination weights of Hansen's tutorial (arXiv:1604.00772, eqs. 49-53).
-
-    Returns ``(weights, mueff, mueff_minus)`` with ``weights`` of length ``popsize``
-    (float64, best first): positive weights ln((λ+1)/2) - ln i for the best ``mu``
-    (default ⌊λ/2⌋) summing to 1; then, if ``active``, negative weights scaled by
-    min(α_μ⁻, α_μeff⁻, α_posdef⁻) (needs ``c1``/``cmu``); otherwise zeros.
-    """
-    lam = popsize
-    mu = lam // 2 if mu is None else mu
-    i = torch.arange(1, lam + 1, dtype=torch.float64)
-    wp = math.log((lam + 1) / 2.0) - torch.log(i)
-    pos = wp[:mu].clamp_min(0)
-    mueff = float(pos.sum() ** 2 / (pos**2).sum())
-    w = torch.zeros(lam, dtype=torch.float64)
-    w[:mu] = pos / pos.sum()
-    neg = wp[mu:]
-    neg = neg[neg < 0]
-    mueff_minus = float(neg.sum() ** 2 / (neg**2).sum()) if neg.numel() else 0.0
-    if active and neg.numel():
-        if c1 is None or cmu is None:
-            raise ConfigError("active weights need c1 and cmu")
-        alpha_mu = 1.0 + c1 / cmu
-        alpha_mueff = 1.0 + 2.0 * mueff_minus / (mueff + 2.0)
-        alpha_posdef = (1.0 - c1 - cmu) / (dim * cmu)
-        scale = min(alpha_mu, alpha_mueff, alpha_posdef)
-        w[lam - neg.numel():] = scale * neg / neg.abs().sum()
-    return w, mueff, mueff_minus
-
-
-def cma_learning_rates(dim: int, mueff: float) -> dict[str, float]:
-    """Default c_σ, d_σ, c_c, c_1, c_μ of Hansen's tutorial (eqs. 55-58)."""
-    n = float(dim)
-    alpha_cov = 2.0
-    c1 = alpha_cov / ((n + 1.3) ** 2 + mueff)
-    cmu = min(1.0 - c1, alpha_cov * (mueff - 2.0 + 1.0 / mueff) / ((n + 2.0) ** 2 + alpha_cov * mueff / 2.0))
-    cs = (mueff + 2.0) / (n + mueff + 5.0)
-    ds = 1.0 + 2.0 * max(0.0, math.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0) + cs
-    cc = (4.0 + mueff / n) / (n + 4.0 + 2.0 * mueff / n)
-    return {"c1": c1, "cmu": cmu, "cs": cs, "ds": ds, "cc": cc}
-
-
-def override_rates(rates: dict[str, float], **given: float | None) -> dict[str, float]:
-    """``rates`` with every learning rate the user gave (not None) checked and put in."""
-    for k, v in given.items():
-        if v is not None:
-            if not (v > 0 and math.isfinite(v)):
-                raise ConfigError(f"{k} must be a positive number, got {v}")
-            rates[k] = float(v)
-    return rates
-
-
-def default_popsize(dim: int) -> int:
-    """4 + ⌊3 ln d⌋, the usual default population."""
-    return 4 + int(math.floor(3.0 * math.log(dim)))
-
-
-# A CPU draw of at least this many values is split into DRAW_STREAMS blocks, each filled by
-# its own generator (seeded from the strategy's) in a thread pool: PyTorch's CPU normal_
-# runs one serial Mersenne Twister, ~0.55 s for the 1.6e8 values of a P = 1,000 generation
-# at d = 157,000, while the cores sit idle. The block count is fixed, so the samples do not
-# depend on how many threads fill them.
-PARALLEL_DRAW_MIN = 1 << 22
-DRAW_STREAMS = 8
-_draw_pool: ThreadPoolExecutor | None = None
-_stream_generators: list[torch.Generator] = []
-
-
-def _parallel_normal(buf: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Fill the contiguous CPU tensor ``buf`` with N(0, 1) from DRAW_STREAMS seeded streams."""
-    global _draw_pool
-    seeds = torch.randint(0, 2**62, (DRAW_STREAMS,), generator=generator).tolist()
-    if _draw_pool is None:
-        _draw_pool = ThreadPoolExecutor(max_workers=max(1, min(DRAW_STREAMS, torch.get_num_threads())),
-                                        thread_name_prefix="evoprop-draw")
-        _stream_generators.extend(torch.Generator() for _ in range(DRAW_STREAMS))
-    blocks = buf.view(-1).chunk(DRAW_STREAMS)
-
-    def fill(i: int) -> None:  # normal_ releases the GIL: the blocks really fill in parallel
-        _stream_generators[i].manual_seed(seeds[i])
-        blocks[i].normal_(generator=_stream_generators[i])
-
-    list(_draw_pool.map(fill, range(len(blocks))))
-    return buf
-
-
 # ---------------------------------------------------------------------------
 # the interface
 # ---------------------------------------------------------------------------
@@ -188,7 +99,7 @@ def _parallel_normal(buf: torch.Tensor, generator: torch.Generator) -> torch.Ten
 
 def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether ``a`` and ``b`` are views of the same memory with the same layout (no values read:
-    comparing the values of a P = 1,000 population at d = 157,000 costs ~40 ms)."""
+    comparing the values of a large population is a full pass over it)."""
     return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
             and a.dtype == b.dtype and a.device == b.device)
 
@@ -218,13 +129,17 @@ class Strategy(abc.ABC):
     Subclasses implement ``_sample(z)`` (standard normal ``z`` -> ambient steps
     ``y``, so that a candidate is ``mean + sigma * y``), ``_whiten(y)`` (the
     inverse, used when ``tell`` receives solutions other than the last ``ask``)
-    and ``_update(w, z, y, order)``; they list their extra state tensors in
-    ``_state_tensors`` and scalars in ``_state_scalars``.
+    and ``_update(z, y, order, f)``, a sequence of named steps, one equation each; they
+    add their state tensors to ``_state_tensors`` and list scalars in ``_state_scalars``.
+
+    Dtypes: ``_work_dtype`` is x0's (the population, the big products), ``_state_dtype``
+    that of the distribution state (see the module docstring).
     """
 
     name = "base"
     _keeps_y = True  # whether _update needs the ambient steps y (else only z)
-    _state_tensors: tuple[str, ...] = ()
+    #: state tensors saved by ``state_dict`` under their attribute names (p_σ: every strategy has one)
+    _state_tensors: tuple[str, ...] = ("_ps",)
     _state_scalars: tuple[str, ...] = ()
 
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *,
@@ -232,10 +147,10 @@ class Strategy(abc.ABC):
         x = _as_vector(x0)
         self._dim = int(x.numel())
         self._device = x.device
-        self._dtype = x.dtype
+        self._work_dtype = x.dtype
         if state_dtype is None:
             state_dtype = torch.float32 if x.device.type == "mps" else torch.float64
-        self._sdtype = state_dtype
+        self._state_dtype = state_dtype
         try:
             sigma0 = float(sigma0)
         except (TypeError, ValueError) as exc:
@@ -247,23 +162,24 @@ class Strategy(abc.ABC):
         if isinstance(popsize, bool) or not isinstance(popsize, int) or popsize < 2:
             raise ConfigError(f"popsize must be an integer >= 2, got {popsize!r}")
         self._popsize = int(popsize)
-        self._x0 = x.to(self._sdtype).clone()
+        self._x0 = x.to(self._state_dtype).clone()
         self._mean = self._x0.clone()
         self._sigma = sigma0
         self._sigma0 = sigma0
         self._chin = expected_norm(self._dim)
+        self._ps = torch.zeros(self._dim, device=self._device, dtype=self._state_dtype)  # p_σ
         self._generation = 0
         self._evaluations = 0
         self._best_x: torch.Tensor | None = None
         self._best_f = math.inf
         self._fhist: list[float] = []  # best fitness per generation (for stopping)
-        self._gen = torch.Generator(device=self._device)
+        self._rng = torch.Generator(device=self._device)
         if seed is None:
-            self._gen.seed()
+            self._rng.seed()
         else:
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise ConfigError(f"seed must be an integer or None, got {seed!r}")
-            self._gen.manual_seed(int(seed))
+            self._rng.manual_seed(int(seed))
         self._pending: dict[str, torch.Tensor] | None = None
         self._rng_before_ask: torch.Tensor | None = None
         self._injections: list[torch.Tensor] = []  # queued by inject(), used by the next ask()
@@ -302,12 +218,12 @@ class Strategy(abc.ABC):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._dtype
+        return self._work_dtype
 
     @property
     def mean(self) -> torch.Tensor:
         """The distribution mean (a copy, in x0's dtype)."""
-        return self._mean.to(self._dtype).clone()
+        return self._mean.to(self._work_dtype).clone()
 
     @mean.setter
     def mean(self, value: Any) -> None:
@@ -315,8 +231,13 @@ class Strategy(abc.ABC):
         v = _as_vector(value)
         if v.numel() != self._dim:
             raise ConfigError(f"new mean has {v.numel()} values, the strategy searches {self._dim}")
-        self._mean = v.to(device=self._device, dtype=self._sdtype).clone()
+        self._mean = v.to(device=self._device, dtype=self._state_dtype).clone()
         self._pending = None
+
+    @property
+    def p_sigma(self) -> torch.Tensor:
+        """The step-size evolution path p_σ (Hansen 2016, eq. 43; a copy, state dtype)."""
+        return self._ps.clone()
 
     @property
     def best(self) -> Best:
@@ -330,22 +251,22 @@ class Strategy(abc.ABC):
         ``out`` (as torch's ``out=``): a (popsize, dim) tensor of that dtype and device to
         write the population into. A caller that samples every generation and does not keep
         old populations (``LayerSearch`` does this) saves allocating and page-faulting P·d
-        fresh values each time: ~0.3 s per generation at d = 157,000, P = 1,000 on a CPU.
+        fresh values each time (page faults that, at large P·d, cost a noticeable part of a generation).
         """
         if out is not None:
             shape = (self._popsize, self._dim)
-            if (not isinstance(out, torch.Tensor) or tuple(out.shape) != shape or out.dtype != self._dtype
+            if (not isinstance(out, torch.Tensor) or tuple(out.shape) != shape or out.dtype != self._work_dtype
                     or out.device != self._device or not out.is_contiguous()):
                 got = (tuple(out.shape), out.dtype, str(out.device)) if isinstance(out, torch.Tensor) else type(out)
-                raise ConfigError(f"ask(out=...) needs a contiguous {shape} {self._dtype} tensor on "
+                raise ConfigError(f"ask(out=...) needs a contiguous {shape} {self._work_dtype} tensor on "
                                   f"{self._device}, got {got}")
         self._before_ask()
-        self._rng_before_ask = self._gen.get_state()
+        self._rng_before_ask = self._rng.get_state()
         z = self._standard_normal()
         x, y = self._candidates(z, out)
         k = min(len(self._injections), self._popsize)
         if k:  # injected solutions replace the first samples (as pycma's ask)
-            x[:k] = torch.stack(self._injections[:k]).to(device=self._device, dtype=self._dtype)
+            x[:k] = torch.stack(self._injections[:k]).to(device=self._device, dtype=self._work_dtype)
         self._pending = {"z": z, "y": y, "x": x, "injected": self._injections[:k]}
         self._injections = self._injections[k:]
         # x's version counter (free to read) tells tell() whether the caller edited x in place
@@ -355,10 +276,11 @@ class Strategy(abc.ABC):
     def _candidates(self, z: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """mean + sigma * _sample(z), into ``out`` when given; returns (x, y), y None unless kept."""
         y = self._sample(z)
-        m = self._mean.to(self._dtype).unsqueeze(0)
+        m = self._mean.to(self._work_dtype).unsqueeze(0)
         if out is None and not self._keeps_y:  # the update needs only z: build x in y's memory
             return y.mul_(self._sigma).add_(m), None
-        x = out if out is not None else torch.empty(self._popsize, self._dim, device=self._device, dtype=self._dtype)
+        x = out if out is not None else torch.empty(self._popsize, self._dim, device=self._device,
+                                                    dtype=self._work_dtype)
         torch.add(m, y, alpha=self._sigma, out=x)  # contiguous even if y is a transposed view
         return x, (y if self._keeps_y else None)
 
@@ -366,17 +288,17 @@ class Strategy(abc.ABC):
         """A (P, d) standard-normal draw into a buffer kept between generations.
 
         z never leaves the strategy (ask() returns x, built elsewhere), so its memory can be
-        reused: at P·d = 1.6e8 a fresh tensor costs ~0.3 s of page faults per generation on
-        top of the draw. ``randn`` is ``empty().normal_()``, so the samples are the same.
-        Large CPU draws are split over parallel streams (see ``_parallel_normal``).
+        reused instead of page-faulting a fresh tensor every generation. ``randn`` is
+        ``empty().normal_()``, so the samples are the same.
+        Large CPU draws are split over parallel streams (see :mod:`evoprop.es.draws`).
         """
         shape = (self._popsize, self._dim)
         buf = getattr(self, "_z_buffer", None)
-        if buf is None or tuple(buf.shape) != shape or buf.dtype != self._dtype or buf.device != self._device:
-            buf = self._z_buffer = torch.empty(shape, device=self._device, dtype=self._dtype)
-        if self._device.type == "cpu" and buf.numel() >= PARALLEL_DRAW_MIN:
-            return _parallel_normal(buf, self._gen)
-        return buf.normal_(generator=self._gen)
+        if buf is None or tuple(buf.shape) != shape or buf.dtype != self._work_dtype or buf.device != self._device:
+            buf = self._z_buffer = torch.empty(shape, device=self._device, dtype=self._work_dtype)
+        if self._device.type == "cpu" and buf.numel() >= draws.PARALLEL_DRAW_MIN:
+            return draws.parallel_normal(buf, self._rng)
+        return buf.normal_(generator=self._rng)
 
     def inject(self, solutions: Any) -> None:
         """Queue external solutions for the next ``ask``: its first rows are these points, as given.
@@ -398,12 +320,12 @@ class Strategy(abc.ABC):
             raise ConfigError(f"inject() expects points of {self._dim} values, got shape {tuple(x.shape)}")
         if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
             raise ConfigError("inject() needs finite floating-point points")
-        self._injections.extend(row.to(device=self._device, dtype=self._sdtype).clone() for row in x)
+        self._injections.extend(row.to(device=self._device, dtype=self._state_dtype).clone() for row in x)
 
     def _clip_injected(self, z: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor, k: int) -> None:
         """Steps of the first ``k`` (injected) rows, clipped for the update (see ``inject``)."""
-        yi = (x[:k].to(self._sdtype) - self._mean.unsqueeze(0)) / self._sigma
-        zi = self._whiten(yi.to(self._dtype)).to(self._sdtype)
+        yi = (x[:k].to(self._state_dtype) - self._mean.unsqueeze(0)) / self._sigma
+        zi = self._whiten(yi.to(self._work_dtype)).to(self._state_dtype)
         bound = math.sqrt(self._dim) + 2.0 * self._dim / (self._dim + 2.0)
         scale = (bound / zi.norm(dim=1).clamp_min(1e-300)).clamp(max=1.0).unsqueeze(1)
         z[:k] = (zi * scale).to(z.dtype)
@@ -449,12 +371,12 @@ class Strategy(abc.ABC):
             unchanged = solutions.device == x.device and x._version == self._pending_version \
                 and torch.equal(solutions, x)
         if not unchanged:
-            sol = solutions.to(device=self._device, dtype=self._sdtype)
+            sol = solutions.to(device=self._device, dtype=self._state_dtype)
             if not bool(torch.isfinite(sol).all()):
                 raise ConfigError("tell() got solutions containing NaN or infinite values")
-            y = ((sol - self._mean.unsqueeze(0)) / self._sigma).to(self._dtype)
+            y = ((sol - self._mean.unsqueeze(0)) / self._sigma).to(self._work_dtype)
             z = self._whiten(y)
-            x = solutions.to(device=self._device, dtype=self._dtype)
+            x = solutions.to(device=self._device, dtype=self._work_dtype)
         self._injected_rows = len(self._pending["injected"])
         if self._injected_rows:
             self._clip_injected(z, y, x, self._injected_rows)
@@ -506,13 +428,25 @@ class Strategy(abc.ABC):
         out[order] = weights
         return out
 
-    def _csa(self, ps: torch.Tensor, white_step: torch.Tensor, cs: float, mueff: float) -> torch.Tensor:
-        """Cumulation of the step-size path: (1-c_σ) p_σ + sqrt(c_σ(2-c_σ) μ_eff) C^{-1/2} y_w."""
-        return ps.mul_(1.0 - cs).add_(white_step.to(ps.dtype), alpha=math.sqrt(cs * (2.0 - cs) * mueff))
+    def _positive_weights(self, mu: int | None) -> tuple[torch.Tensor, float]:
+        """The weights of the best ``mu`` (default ⌊λ/2⌋; Hansen 2016, eqs. 49, 53) and μ_eff."""
+        if mu is not None and not (1 <= mu <= self._popsize):
+            raise ConfigError(f"mu must be in [1, popsize={self._popsize}], got {mu}")
+        w, mueff, _ = log_weights(self._popsize, self._dim, mu=mu)
+        return w, mueff
 
-    def _csa_sigma(self, ps: torch.Tensor, cs: float, ds: float) -> None:
-        """σ ← σ exp((c_σ/d_σ)(||p_σ|| / E||N(0,I)|| - 1))."""
-        self._scale_sigma((cs / ds) * (float(ps.norm()) / self._chin - 1.0))
+    def _update_mean(self, y_w: torch.Tensor, c_m: float = 1.0) -> None:
+        """m ← m + c_m σ ⟨y⟩_w (Hansen 2016, eq. 42), with the σ the population was drawn with."""
+        self._mean.add_(y_w, alpha=c_m * self._sigma)
+
+    def _update_p_sigma(self, white_step: torch.Tensor, cs: float) -> None:
+        """p_σ ← (1 − c_σ) p_σ + √(c_σ (2 − c_σ) μ_eff) C^{-1/2} ⟨y⟩_w (Hansen 2016, eq. 43)."""
+        ps = self._ps
+        ps.mul_(1.0 - cs).add_(white_step.to(ps.dtype), alpha=math.sqrt(cs * (2.0 - cs) * self._mueff))
+
+    def _update_sigma_csa(self, cs: float, ds: float) -> None:
+        """σ ← σ exp((c_σ/d_σ)(||p_σ|| / E||N(0,I)|| − 1)) (Hansen 2016, eq. 44)."""
+        self._scale_sigma((cs / ds) * (float(self._ps.norm()) / self._chin - 1.0))
 
     def _scale_sigma(self, log_factor: float) -> None:
         """σ ← σ · exp(log_factor), without OverflowError (a σ that overflows is a divergence)."""
@@ -558,7 +492,7 @@ class Strategy(abc.ABC):
             # in the work dtype; a search converging onto an optimum at 0 legitimately gets here.
             if not self._cheap_max_std:
                 spread = ratio * self._max_std()
-            if spread * self._sigma0 <= torch.finfo(self._dtype).eps * float(self._mean.abs().max()):
+            if spread * self._sigma0 <= torch.finfo(self._work_dtype).eps * float(self._mean.abs().max()):
                 raise self._diverged(f"the spread of its samples, σ · max √C_ii = {spread * self._sigma0:.3g}, "
                                      f"fell below 1e-20 × σ0 (σ0 = {self._sigma0:.3g}), and every candidate "
                                      "equals the mean")
@@ -596,7 +530,7 @@ class Strategy(abc.ABC):
         If an ``ask`` is pending (not yet told), the saved generator state is the
         one *before* that ask, so a loaded strategy re-draws the same population.
         """
-        rng = self._rng_before_ask if self._pending is not None else self._gen.get_state()
+        rng = self._rng_before_ask if self._pending is not None else self._rng.get_state()
         sd: dict[str, Any] = {
             "name": self.name,
             "version": _STATE_VERSION,
@@ -647,16 +581,16 @@ class Strategy(abc.ABC):
         self._evaluations = int(state["evaluations"])
         self._best_f = float(state["best_f"])
         self._fhist = list(state["fhist"])
-        self._mean = t(state["mean"], self._sdtype)
-        self._x0 = t(state["x0"], self._sdtype)
-        self._best_x = t(state["best_x"], self._dtype)
+        self._mean = t(state["mean"], self._state_dtype)
+        self._x0 = t(state["x0"], self._state_dtype)
+        self._best_x = t(state["best_x"], self._work_dtype)
         for k in self._state_tensors:
             setattr(self, k, t(state[k]))
         for k in self._state_scalars:
             setattr(self, k, state[k])
-        self._gen.set_state(state["rng"].cpu())
+        self._rng.set_state(state["rng"].cpu())
         self._pending = None
-        self._injections = [t(v, self._sdtype) for v in state.get("injections", [])]
+        self._injections = [t(v, self._state_dtype) for v in state.get("injections", [])]
         self._after_load()
 
     def _after_load(self) -> None:
@@ -664,4 +598,4 @@ class Strategy(abc.ABC):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dim={self._dim}, popsize={self._popsize}, sigma={self._sigma:.4g}, "
-                f"generation={self._generation}, best={self._best_f:.6g}, device={self._device}, dtype={self._dtype})")
+                f"generation={self._generation}, best={self._best_f:.6g}, device={self._device}, dtype={self._work_dtype})")

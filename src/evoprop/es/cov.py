@@ -13,14 +13,13 @@ Two factorizations (``method``):
   used in place of C^{-1/2} (Krause, Arbonès & Igel, "CMA-ES with optimal
   covariance update and storage complexity", NeurIPS 2016, show this leaves the
   algorithm's behaviour unchanged to first order, since L changes as slowly as C).
-  Reason: on this 2-core machine eigh of a 7,850² matrix takes ~80 s (torch) to
-  ~140 s (numpy), Cholesky 1.9 s (float32) / 4.4 s (float64).
+  Reason: at large d an eigendecomposition costs tens of times a Cholesky factorization
+  (BENCHMARKS.md, "The sampling factor").
 * ``"auto"`` (default): eigh up to ``EIGH_MAX_DIM`` = 10 dimensions, Cholesky above.
-  Chosen by measurement (``benchmarks/es_speed.py --factors``, P = 100, BENCHMARKS.md):
-  per generation eigh costs 1.00x Cholesky at d = 10, 1.19x at 40, 1.97x at 100, 4.96x at
-  300, 8.14x at 1,000; where it costs nothing more, the textbook's C^{-1/2} is kept
-  (``benchmarks/es_quality.py --factors``: same evaluation counts on the ellipsoid,
-  0.98x at d = 10 and 1.02x at 40, but 1.09x on Rosenbrock at d = 10).
+  Chosen by measurement (``benchmarks/es_speed.py --factors`` and ``es_quality.py --factors``,
+  BENCHMARKS.md, "eigh or Cholesky below d = 1,000"): above d = 10 eigh is slower per
+  generation for the same evaluation counts; up to d = 10 it costs nothing more, so the
+  textbook's C^{-1/2} is kept there.
 
 Refresh cadence (pycma's): the factor is recomputed only when at least
 ``gap = 1 / (c1 + cmu) / d / 10`` generations have passed since the last one.
@@ -121,10 +120,10 @@ class FullCovariance:
             method = "eigh" if self._dim <= EIGH_MAX_DIM else "cholesky"
         self._factor_method = method
         d, dev = self._dim, self._device
-        self._C = torch.eye(d, device=dev, dtype=self._sdtype)
+        self._C = torch.eye(d, device=dev, dtype=self._state_dtype)
         self._A = None  # None: identity (C = I at the start, no d x d matmul needed)
         self._B = None  # eigenvectors (eigh only), work dtype
-        self._D = torch.ones(d, device=dev, dtype=self._sdtype)  # sqrt eigenvalues / diag of L
+        self._D = torch.ones(d, device=dev, dtype=self._state_dtype)  # sqrt eigenvalues / diag of L
         self._last_refresh = 0
         self._dirty = False
 
@@ -143,12 +142,12 @@ class FullCovariance:
         if problem:
             raise self._diverged(problem, self._generation + 1)
         if self._factor_method == "cholesky":
-            for dt in dict.fromkeys((self._dtype, torch.float64)):
+            for dt in dict.fromkeys((self._work_dtype, torch.float64)):
                 L, info = torch.linalg.cholesky_ex(C.to(dt))
                 if int(info) == 0 and bool(torch.isfinite(L.diagonal()).all()):
-                    self._A = L.to(self._dtype)
+                    self._A = L.to(self._work_dtype)
                     self._B = None
-                    self._D = L.diagonal().to(self._sdtype).abs()
+                    self._D = L.diagonal().to(self._state_dtype).abs()
                     return
             # not numerically positive definite: repair through an eigendecomposition
         evals, B = torch.linalg.eigh(C.to(torch.float64))  # reads the lower triangle
@@ -168,13 +167,13 @@ class FullCovariance:
             # the order of d · eps · top, as large as the floored eigenvalues.
             R = torch.linalg.qr((B * D).T, mode="r").R
             L = R.T * torch.sign(R.diagonal()).masked_fill_(R.diagonal() == 0, 1.0).unsqueeze(0)
-            self._A = L.to(self._dtype)
+            self._A = L.to(self._work_dtype)
             self._B = None
-            self._D = L.diagonal().to(self._sdtype)
+            self._D = L.diagonal().to(self._state_dtype)
             return
-        self._B = B.to(self._dtype)
-        self._A = (B * D).to(self._dtype)
-        self._D = D.to(self._sdtype)
+        self._B = B.to(self._work_dtype)
+        self._A = (B * D).to(self._work_dtype)
+        self._D = D.to(self._state_dtype)
 
     def _lower_triangle_problem(self) -> str | None:
         """Whether the lower triangle of C (the part that is read) holds a non-finite value."""

@@ -24,7 +24,9 @@ from typing import Any
 
 import torch
 
-from .base import Strategy, log_weights
+from evoprop.errors import ConfigError
+
+from .base import Strategy
 
 
 class LMMA(Strategy):
@@ -40,32 +42,27 @@ class LMMA(Strategy):
     name = "lmma"
     _keeps_y = False
     _cheap_max_std = False  # _max_std forms the k x k Gram matrix of the paths: O(k²·d)
-    _state_tensors = ("_ps", "_M")
+    _state_tensors = Strategy._state_tensors + ("_M",)
 
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
                  memory: int | None = None, mu: int | None = None, cs: float | None = None,
                  state_dtype: torch.dtype | None = None) -> None:
         super().__init__(x0, sigma0, popsize, seed=seed, state_dtype=state_dtype)
-        from evoprop.errors import ConfigError
-
         lam, n = self._popsize, self._dim
-        if mu is not None and not (1 <= mu <= lam):
-            raise ConfigError(f"mu must be in [1, popsize={lam}], got {mu}")
+        w, mueff = self._positive_weights(mu)
         k = 4 + int(math.floor(3.0 * math.log(n))) if memory is None else memory
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"memory must be an integer >= 1, got {memory!r}")
-        w, mueff, _ = log_weights(lam, n, mu=mu)
-        self._w = w.to(device=self._device, dtype=self._sdtype)
+        self._w = w.to(device=self._device, dtype=self._state_dtype)
         self._mueff = mueff
         self._k = k
         if cs is not None and not (0 < cs <= 1):
             raise ConfigError(f"cs must be in (0, 1], got {cs}")
         self._cs = min(1.0, 2.0 * lam / n) if cs is None else float(cs)
         j = torch.arange(k, dtype=torch.float64)
-        self._cd = (1.0 / (1.5**j * n)).clamp(max=1.0).tolist()
-        self._cc = (lam / (4.0**j * n)).clamp(max=1.0).tolist()
-        self._ps = torch.zeros(n, device=self._device, dtype=self._sdtype)
-        self._M = torch.zeros(k, n, device=self._device, dtype=self._sdtype)
+        self._cd = (1.0 / (1.5**j * n)).clamp(max=1.0).tolist()  # c_d,j: the transform's rates
+        self._cc = (lam / (4.0**j * n)).clamp(max=1.0).tolist()  # c_c,j: the paths' rates
+        self._M = torch.zeros(k, n, device=self._device, dtype=self._state_dtype)  # the k paths m_j
 
     # -- the transform a I + Mᵀ T M ----------------------------------------
     def _transform(self) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
@@ -75,7 +72,7 @@ class LMMA(Strategy):
             return 1.0, None, None
         M = self._M[:t]
         G = M @ M.T  # Gram matrix (t x t)
-        T = torch.zeros(t, t, device=self._device, dtype=self._sdtype)
+        T = torch.zeros(t, t, device=self._device, dtype=self._state_dtype)
         a = 1.0
         for j in range(t):  # P_j = P_{j-1} ((1-c) I + c m_j m_jᵀ)
             c = self._cd[j]
@@ -99,26 +96,38 @@ class LMMA(Strategy):
     def _whiten(self, y: torch.Tensor) -> torch.Tensor:
         # undo A_t, ..., A_1 one at a time (Sherman-Morrison); rarely used (injected solutions)
         t = min(self._generation, self._k)
-        z = y.to(self._sdtype)
+        z = y.to(self._state_dtype)
         for j in reversed(range(t)):
             c, m = self._cd[j], self._M[j]
             coef = c / ((1.0 - c) + c * float(m @ m))
             z = (z - coef * (z @ m).unsqueeze(1) * m.unsqueeze(0)) / (1.0 - c)
-        return z.to(self._dtype)
+        return z.to(self._work_dtype)
 
     def _update(self, z: torch.Tensor, y: torch.Tensor | None, order: torch.Tensor, f: torch.Tensor) -> None:
+        """One generation of Loshchilov et al. 2019, Algorithm 1: mean, p_σ, the k paths, σ."""
         ws = self._by_sample(self._w, order)
         sel = (ws > 0).nonzero().squeeze(1)
-        zw = (ws[sel].to(self._dtype) @ z[sel]).to(self._sdtype)
+        z_w = (ws[sel].to(self._work_dtype) @ z[sel]).to(self._state_dtype)  # Σ w_i z_i:λ
+        self._update_mean(self._weighted_step(z_w))
+        self._update_p_sigma(z_w, self._cs)
+        self._update_paths(z_w)
+        self._update_sigma()
+
+    def _weighted_step(self, z_w: torch.Tensor) -> torch.Tensor:
+        """Σ w_i d_i:λ = (A_1 ⋯ A_t) Σ w_i z_i:λ: the transform is linear, so applied once (state dtype)."""
         a, T, M = self._transform()
-        dw = self._apply(zw.unsqueeze(0), a, T, M).squeeze(0)
-        self._mean.add_(dw, alpha=self._sigma)
-        self._csa(self._ps, zw, self._cs, self._mueff)
-        cc = torch.tensor(self._cc, device=self._device, dtype=self._sdtype)
+        return self._apply(z_w.unsqueeze(0), a, T, M).squeeze(0)
+
+    def _update_paths(self, z_w: torch.Tensor) -> None:
+        """m_j ← (1 − c_c,j) m_j + √(μ_eff c_c,j (2 − c_c,j)) Σ w_i z_i:λ, for every j at once
+        (the tutorial's eq. 45 with whitened steps and one rate per path)."""
+        cc = torch.tensor(self._cc, device=self._device, dtype=self._state_dtype)
         coef = (self._mueff * cc * (2.0 - cc)).sqrt()
-        self._M.mul_((1.0 - cc).unsqueeze(1)).add_(coef.unsqueeze(1) * zw.unsqueeze(0))
-        n = self._dim
-        self._scale_sigma(self._cs / 2.0 * (float(self._ps @ self._ps) / n - 1.0))
+        self._M.mul_((1.0 - cc).unsqueeze(1)).add_(coef.unsqueeze(1) * z_w.unsqueeze(0))
+
+    def _update_sigma(self) -> None:
+        """σ ← σ exp(c_σ/2 (||p_σ||²/d − 1)): the paper's rule, on the squared length of p_σ."""
+        self._scale_sigma(self._cs / 2.0 * (float(self._ps @ self._ps) / self._dim - 1.0))
 
     def _covariance_problem(self) -> str | None:
         if not bool(torch.isfinite(self._M).all()):
@@ -132,6 +141,22 @@ class LMMA(Strategy):
             return a
         G = M @ M.T
         return float(a + torch.linalg.matrix_norm(T, ord=2) * torch.linalg.matrix_norm(G, ord=2))
+
+    @property
+    def memory(self) -> int:
+        """k, the number of evolution paths kept."""
+        return self._k
+
+    @property
+    def paths(self) -> torch.Tensor:
+        """The k evolution paths m_j, one per row (a copy, state dtype); the transform uses the first
+        min(generation, k)."""
+        return self._M.clone()
+
+    @property
+    def c_d(self) -> tuple[float, ...]:
+        """The transform's learning rates c_d,j = 1/(1.5^(j-1) d), one per path (clipped to 1)."""
+        return tuple(self._cd)
 
     def state_bytes(self) -> int:
         """Bytes held by the distribution state (mean, p_σ, paths; not the population)."""

@@ -1,4 +1,7 @@
-"""The IGO-based CMA-ES of seed 000, equations (1)-(5) exactly as printed.
+"""The CMA-ES of the reproduced paper (the CMA-ES + SGD hybrid, see
+:mod:`evoprop.experiments.paper_tables`), written as an IGO update (Ollivier, Arnold, Auger &
+Hansen, "Information-Geometric Optimization Algorithms", JMLR 18, 2017): its equations
+(1)-(5) exactly as printed.
 
 With N the population, x_1..x_N sorted best first, m the mean *before* the update:
 
@@ -58,7 +61,8 @@ import torch
 
 from evoprop.errors import ConfigError
 
-from .base import Strategy, cma_learning_rates
+from .base import Strategy
+from .constants import CMARates
 from .cov import FullCovariance, add_weighted_gram_lower
 
 
@@ -75,7 +79,7 @@ def paper_eta_c(dim: int, weights: torch.Tensor) -> float:
 
 
 class PaperCMA(FullCovariance, Strategy):
-    """The seed-000 CMA-ES.
+    """The reproduced paper's CMA-ES, equations (1)-(5) (see the module docstring).
 
     Args:
         x0, sigma0, popsize, seed, state_dtype: as for every strategy.
@@ -87,7 +91,7 @@ class PaperCMA(FullCovariance, Strategy):
     """
 
     name = "paper"
-    _state_tensors = ("_ps",) + FullCovariance._cov_tensors
+    _state_tensors = Strategy._state_tensors + FullCovariance._cov_tensors
     _state_scalars = FullCovariance._cov_scalars
 
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
@@ -106,16 +110,15 @@ class PaperCMA(FullCovariance, Strategy):
             eta_c = paper_eta_c(n, w)
         elif not (0.0 < eta_c and eta_c * float(w.sum()) <= 1.0):
             raise ConfigError(f"eta_c must be in (0, 1/Σw̃ = {1.0 / float(w.sum()):.4g}], got {eta_c}")
-        self._w = w.to(device=self._device, dtype=self._sdtype)
+        self._w = w.to(device=self._device, dtype=self._state_dtype)
         self._wsum = float(w.sum())
         self._eta_m = float(eta_m)
         self._eta_c = float(eta_c)
         self._faithful = bool(faithful)
         wn = w[w > 0] / w.sum()
         self._mueff = float(1.0 / (wn**2).sum())
-        rates = cma_learning_rates(n, self._mueff)
-        self._cs, self._ds = rates["cs"], rates["ds"]
-        self._ps = torch.zeros(n, device=self._device, dtype=self._sdtype)
+        rates = CMARates.tutorial(n, self._mueff)
+        self._cs, self._ds = rates.cs, rates.ds
         self._init_cov(method)
         self._gap = 1.0 / (self._eta_c * self._wsum) / n / 10.0
 
@@ -134,28 +137,28 @@ class PaperCMA(FullCovariance, Strategy):
         self._refresh_if_due(self._gap)
 
     def _update(self, z: torch.Tensor, y: torch.Tensor, order: torch.Tensor, f: torch.Tensor) -> None:
-        wd, sd = self._dtype, self._sdtype
         ws = self._by_sample(self._w, order)
         sel = (ws > 0).nonzero().squeeze(1)
-        wsel = ws[sel].to(wd)
-        ysel = y[sel]
-        yw = (wsel @ ysel).to(sd)  # Σ w̃_i y_i = Σ w̃_i (x_i − m)/σ
-        zw = (wsel @ z[sel]).to(sd)
-        sigma = self._sigma
-        # (1)
-        self._mean.add_(yw, alpha=self._eta_m * sigma)
-        # (2): (x−m)(x−m)ᵀ/σ = σ y yᵀ as printed; y yᵀ (i.e. /σ²) if not faithful
-        scale = sigma if self._faithful else 1.0
+        w_sel = ws[sel].to(self._work_dtype)
+        y_sel = y[sel]
+        y_w = (w_sel @ y_sel).to(self._state_dtype)  # Σ w̃_i y_i = Σ w̃_i (x_i − m)/σ
+        z_w = (w_sel @ z[sel]).to(self._state_dtype)
+        self._update_mean(y_w, self._eta_m)  # (1)
+        self._update_C(y_sel, w_sel)  # (2)
+        # C^{-1/2}(m_new − m_old)/σ = η_m C^{-1/2} Σ w̃ y = η_m B Σ w̃ z (the C sampled from)
+        white = self._to_white(z_w) * self._eta_m
+        if self._faithful:
+            self._ps.add_(white)  # (3): a plain sum, never forgotten
+            self._scale_sigma(float(self._ps.norm()) / self._chin - 1.0)  # (4): no damping
+        else:  # standard CSA (Hansen 2016, eqs. 43-44) on the normalised mean shift
+            self._update_p_sigma(white / (self._eta_m * self._wsum), self._cs)
+            self._update_sigma_csa(self._cs, self._ds)
+
+    def _update_C(self, y_sel: torch.Tensor, w_sel: torch.Tensor) -> None:
+        """(2): C ← (1 − η_c Σ w̃) C + η_c Σ w̃_i (x_i − m)(x_i − m)ᵀ/σ, i.e. σ y yᵀ as printed
+        (y yᵀ, i.e. /σ², if not faithful)."""
+        scale = self._sigma if self._faithful else 1.0
         C = self._C
         C.mul_(1.0 - self._eta_c * self._wsum)
-        add_weighted_gram_lower(C, ysel, wsel, self._eta_c * scale)
+        add_weighted_gram_lower(C, y_sel, w_sel, self._eta_c * scale)
         self._dirty = True
-        # (3): C^{-1/2}(m_new − m_old)/σ = η_m C^{-1/2} Σ w̃ y = η_m (B) Σ w̃ z
-        white = self._to_white(zw) * self._eta_m
-        if self._faithful:
-            self._ps.add_(white)
-            # (4)
-            self._scale_sigma(float(self._ps.norm()) / self._chin - 1.0)
-        else:
-            self._csa(self._ps, white / (self._eta_m * self._wsum), self._cs, self._mueff)
-            self._csa_sigma(self._ps, self._cs, self._ds)

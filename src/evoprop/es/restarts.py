@@ -24,6 +24,7 @@ import torch
 from evoprop.errors import ConfigError, StrategyDiverged
 
 from .base import Best, Strategy, _as_vector, default_popsize
+from .registry import SINGLE_RUN, strategy_class
 
 
 class IPOP:
@@ -31,7 +32,7 @@ class IPOP:
 
     Args:
         x0, sigma0, popsize, seed: as for every strategy (popsize is the first run's).
-        base: name of the inner strategy (``"cma"``, ``"sep"``, ``"lmma"``, ``"paper"``).
+        base: name of the inner strategy, one of :data:`~evoprop.es.registry.SINGLE_RUN`.
         inc_popsize: population factor per restart (default 2).
         max_restarts: restarts allowed (default 9).
         restart_mean: ``"x0"`` or ``"random"``.
@@ -44,23 +45,15 @@ class IPOP:
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
                  base: str = "cma", inc_popsize: float = 2.0, max_restarts: int = 9,
                  restart_mean: str = "x0", stop_options: dict | None = None, **options: Any) -> None:
-        from . import STRATEGIES
-
-        if base not in STRATEGIES or base == "ipop":
-            raise ConfigError(f"ipop: base must be one of cma, sep, lmma, paper; got {base!r}")
+        if base not in SINGLE_RUN:
+            raise ConfigError(f"ipop: base must be one of {', '.join(SINGLE_RUN)}; got {base!r}")
         if not inc_popsize >= 1:
             raise ConfigError(f"inc_popsize must be >= 1, got {inc_popsize}")
         if restart_mean not in ("x0", "random"):
             raise ConfigError(f"restart_mean must be 'x0' or 'random', got {restart_mean!r}")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ConfigError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
-        import inspect
-
-        self._cls = STRATEGIES[base]
-        known = inspect.signature(self._cls.__init__).parameters
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ConfigError(f"ipop/{base}: unknown option(s) {', '.join(unknown)}")
+        self._cls = strategy_class(base, SINGLE_RUN, options, label=f"ipop/{base}")
         self._base = base
         self._x0 = _as_vector(x0).clone()
         self._sigma0 = sigma0
@@ -77,8 +70,8 @@ class IPOP:
         self._done_evaluations = 0
         self._best = Best(None, float("inf"))
         self._inner: Strategy = self._make(self._x0, self._popsize0, 0)
-        self._gen = torch.Generator(device=self._x0.device)
-        self._gen.manual_seed(0 if seed is None else seed + 7919)
+        self._rng = torch.Generator(device=self._x0.device)
+        self._rng.manual_seed(0 if seed is None else seed + 7919)
 
     def _make(self, mean: torch.Tensor, popsize: int, restart: int) -> Strategy:
         seed = None if self._seed is None else self._seed + restart
@@ -169,7 +162,7 @@ class IPOP:
         self._inner_diverged = False
         mean = self._x0
         if self._restart_mean == "random":
-            u = torch.rand(self._x0.shape, generator=self._gen, device=self._x0.device, dtype=self._x0.dtype)
+            u = torch.rand(self._x0.shape, generator=self._rng, device=self._x0.device, dtype=self._x0.dtype)
             mean = self._x0 + self._sigma0 * (4.0 * u - 2.0)
         queued = self._inner._injections
         self._inner = self._make(mean, self._popsize_for(self._restarts), self._restarts)
@@ -195,7 +188,7 @@ class IPOP:
             "done_evaluations": self._done_evaluations,
             "best_x": None if self._best.solution is None else self._best.solution.clone(),
             "best_f": self._best.fitness,
-            "rng": self._gen.get_state(),
+            "rng": self._rng.get_state(),
             "inner": self._inner.state_dict(),
         }
 
@@ -219,7 +212,7 @@ class IPOP:
         self._done_evaluations = int(state["done_evaluations"])
         bx = state["best_x"]
         self._best = Best(None if bx is None else bx.to(self._x0.device).clone(), float(state["best_f"]))
-        self._gen.set_state(state["rng"].cpu())
+        self._rng.set_state(state["rng"].cpu())
         self._inner = self._make(self._x0, self._popsize_for(self._restarts), self._restarts)
         self._inner.load_state_dict(state["inner"])
 

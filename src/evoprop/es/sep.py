@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from .base import Strategy, cma_learning_rates, log_weights, override_rates
+from .family import CMAFamily
 
 
-class SepCMA(Strategy):
+class SepCMA(CMAFamily):
     """Diagonal CMA-ES.
 
     Args: as :class:`~evoprop.es.cma.CMA` (x0, sigma0, popsize, seed, mu, c1,
@@ -26,37 +26,23 @@ class SepCMA(Strategy):
 
     name = "sep"
     # The update needs only z: with y = z ⊙ D, Σ w y = D ⊙ Σ w z and Σ w y² = D² ⊙ Σ w z².
-    # So ask() builds x in y's memory and no (P, d) y is kept: at d = 157,000, P = 1,000
-    # each such buffer is 628 MB of freshly faulted pages per generation.
+    # So ask() builds x in y's memory and no (P, d) y is kept (at large P·d a fresh buffer
+    # per generation costs more page faults than the update itself).
     _keeps_y = False
-    _state_tensors = ("_ps", "_pc", "_var")
+    _state_tensors = CMAFamily._state_tensors + ("_var",)
 
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
                  mu: int | None = None, c1: float | None = None, cmu: float | None = None,
                  cc: float | None = None, cs: float | None = None, ds: float | None = None,
                  state_dtype: torch.dtype | None = None) -> None:
-        super().__init__(x0, sigma0, popsize, seed=seed, state_dtype=state_dtype)
-        from evoprop.errors import ConfigError
-
-        lam, n = self._popsize, self._dim
-        if mu is not None and not (1 <= mu <= lam):
-            raise ConfigError(f"mu must be in [1, popsize={lam}], got {mu}")
-        w, mueff, _ = log_weights(lam, n, mu=mu)
-        rates = cma_learning_rates(n, mueff)
-        scale = (n + 2.0) / 3.0
-        rates["c1"] = min(1.0, rates["c1"] * scale)
-        rates["cmu"] = min(1.0 - rates["c1"], rates["cmu"] * scale)
-        override_rates(rates, c1=c1, cmu=cmu, cc=cc, cs=cs, ds=ds)
-        self._w = w.to(device=self._device, dtype=self._sdtype)
-        self._mueff = mueff
-        self._rates = rates
-        self._ps = torch.zeros(n, device=self._device, dtype=self._sdtype)
-        self._pc = torch.zeros(n, device=self._device, dtype=self._sdtype)
-        self._var = torch.ones(n, device=self._device, dtype=self._sdtype)  # diagonal of C
-        self._std = torch.ones(n, device=self._device, dtype=self._dtype)
+        super().__init__(x0, sigma0, popsize, seed=seed, mu=mu, separable=True, state_dtype=state_dtype,
+                         rates=dict(c1=c1, cmu=cmu, cc=cc, cs=cs, ds=ds))
+        n = self._dim
+        self._var = torch.ones(n, device=self._device, dtype=self._state_dtype)  # diagonal of C
+        self._std = torch.ones(n, device=self._device, dtype=self._work_dtype)
 
     def _after_load(self) -> None:
-        self._std = self._var.sqrt().to(self._dtype)
+        self._std = self._var.sqrt().to(self._work_dtype)
 
     def _sample(self, z: torch.Tensor) -> torch.Tensor:
         return z * self._std
@@ -64,37 +50,35 @@ class SepCMA(Strategy):
     def _candidates(self, z: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, None]:
         # m + sigma * (z ⊙ D) in one pass over z, with no (P, d) temporary
         x = out if out is not None else torch.empty_like(z)
-        m = self._mean.to(self._dtype).unsqueeze(0)
+        m = self._mean.to(self._work_dtype).unsqueeze(0)
         return torch.addcmul(m, z, self._std.unsqueeze(0), value=self._sigma, out=x), None
 
     def _whiten(self, y: torch.Tensor) -> torch.Tensor:
         return y / self._std
 
     def _update(self, z: torch.Tensor, y: torch.Tensor, order: torch.Tensor, f: torch.Tensor) -> None:
+        ws = self._by_sample(self._w, order).to(self._work_dtype)  # zero for the unselected
+        z_w, z_sq = weighted_moments(z, ws)  # Σ w_i z_i, Σ w_i z_i²
+        z_w = z_w.to(self._state_dtype)  # = C^{-1/2} ⟨y⟩_w
+        y_w = z_w * self._var.sqrt()  # ⟨y⟩_w = D ⊙ z_w (eq. 41)
+        self._update_mean(y_w)
+        self._update_p_sigma(z_w, self._rates.cs)
+        h_sigma = self._h_sigma()
+        self._update_p_c(y_w, h_sigma)
+        self._update_C(z_sq, h_sigma)
+        self._update_sigma()
+
+    def _update_C(self, z_sq: torch.Tensor, h_sigma: bool) -> None:
+        """The diagonal of Hansen 2016, eq. 47 (positive weights only, Σw = 1):
+        C_ii ← (1 + c_1 δ(h_σ) − c_1 − c_μ) C_ii + c_1 p_c,i² + c_μ Σ w_j y_j,i², with Σ w y² = D² ⊙ Σ w z²."""
         r = self._rates
-        n, wd, sd = self._dim, self._dtype, self._sdtype
-        ws = self._by_sample(self._w, order).to(wd)  # zero for the unselected
-        zw, zsq = weighted_moments(z, ws)
-        zw = zw.to(sd)
-        yw = zw * self._var.sqrt()
-        self._mean.add_(yw, alpha=self._sigma)
-        self._csa(self._ps, zw, r["cs"], self._mueff)
-        g = self._generation + 1
-        hsig = float(self._ps.norm()) / math.sqrt(1.0 - (1.0 - r["cs"]) ** (2 * g)) < \
-            (1.4 + 2.0 / (n + 1.0)) * self._chin
-        cc = r["cc"]
-        self._pc.mul_(1.0 - cc)
-        if hsig:
-            self._pc.add_(yw, alpha=math.sqrt(cc * (2.0 - cc) * self._mueff))
-        rank_mu = zsq.to(sd) * self._var  # Σ w y², from z
-        delta = 0.0 if hsig else cc * (2.0 - cc)
+        rank_mu = z_sq.to(self._state_dtype) * self._var
         var = self._var
-        var.mul_(1.0 + r["c1"] * delta - r["c1"] - r["cmu"])
-        var.addcmul_(self._pc, self._pc, value=r["c1"])
-        var.add_(rank_mu, alpha=r["cmu"])
-        var.clamp_(min=float(var.max()) * 1e-30)
-        self._std = var.sqrt().to(wd)
-        self._csa_sigma(self._ps, r["cs"], r["ds"])
+        var.mul_(self._rank_one_decay(h_sigma) - r.cmu)
+        var.addcmul_(self._pc, self._pc, value=r.c1)
+        var.add_(rank_mu, alpha=r.cmu)
+        var.clamp_(min=float(var.max()) * 1e-30)  # keep every variance positive in floating point
+        self._std = var.sqrt().to(self._work_dtype)
 
     def _covariance_problem(self) -> str | None:
         var = self._var
@@ -126,7 +110,7 @@ def weighted_moments(z: torch.Tensor, weights: torch.Tensor, rows: int = 8) -> t
     second = torch.zeros_like(first)
     selected = weights.nonzero().squeeze(1)
     for idx in selected.split(rows):
-        # a copy (squared in place below); index_select gathers rows ~1.8x faster than z[idx]
+        # a copy (squared in place below); index_select gathers rows faster than z[idx]
         block, w = z.index_select(0, idx), weights[idx]
         first.addmv_(block.T, w)
         second.addmv_(block.square_().T, w)
