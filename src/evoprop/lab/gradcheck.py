@@ -42,7 +42,7 @@ from torch import nn
 from evoprop.errors import ConfigError
 from evoprop.lab.kinks import KinkRecorder, same_side
 from evoprop.lab.linear import ANALYTIC_GRADIENTS, linear_layer, weights_of
-from evoprop.lab.losses import Loss, get_loss, l2_penalty
+from evoprop.lab.losses import Loss, LossSettings, get_loss, l2_penalty
 from evoprop.lab.problem import Problem
 
 METHODS = ("centred", "forward")
@@ -224,7 +224,7 @@ GRADIENTS = ("autograd", "analytic")
 
 
 @dataclass
-class GradCheckSettings:
+class GradCheckSettings(LossSettings):
     """What :func:`run_gradcheck` checks (the options of ``evoprop gradcheck``)."""
 
     examples: int = 32  # training examples the loss is taken over
@@ -236,8 +236,6 @@ class GradCheckSettings:
     dtype: str = "float64"
     gradient: str = "autograd"  # autograd, or analytic (the linear classifier's hand-derived gradient)
     seed: int = 0  # of the coordinates drawn
-    loss: str = "softmax"
-    reg: float = 0.0
 
 
 @dataclass

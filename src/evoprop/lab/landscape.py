@@ -29,6 +29,7 @@ import torch
 from evoprop.errors import ConfigError
 from evoprop.lab.directions import flatten, random_direction
 from evoprop.lab.evaluate import VectorEvaluator
+from evoprop.lab.losses import LossSettings
 from evoprop.lab.problem import Problem
 from evoprop.paths import make_folder
 
@@ -94,7 +95,8 @@ class Landscape:
         from evoprop.lab.plots import line_figure, plane_figure
 
         out, m = make_folder(out), self.meta
-        title_end = f"{self.label}\n{m['direction']} directions, {m['loss']} loss on {m['examples']} {m['split']} examples"
+        title_end = (f"{self.label}\n{m['direction']} directions, {m['loss']} loss on {m['examples']} {m['split']} "
+                     "examples")
         files = []
         if self.line is not None:
             files += [line_figure(self.line, out / "landscape_1d.png", title="L(W + a·W1)\n" + title_end),
@@ -108,13 +110,11 @@ class Landscape:
 
 
 @dataclass
-class LandscapeSettings:
+class LandscapeSettings(LossSettings):
     """What :func:`run_landscape` computes around a problem's weights (the options of ``evoprop landscape``)."""
 
     split: str = "train"  # the data split the loss is measured on
     examples: int = 2000  # its first N examples (0: all)
-    loss: str = "softmax"
-    reg: float = 0.0
     direction: str = "filter"  # filter (Li et al. 2018) or gaussian
     bias: str = "zero"  # filter directions on biases: zero or weights
     range: float = 1.0  # a and b run from -range to range

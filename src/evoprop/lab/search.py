@@ -39,7 +39,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.linear import linear_layer
-from evoprop.lab.losses import Loss, backward_full_loss, get_loss
+from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
 from evoprop.lab.problem import Problem
 from evoprop.paths import make_folder
 
@@ -260,9 +260,10 @@ METHODS = ("random", "local", "gradient")
 
 
 @dataclass
-class SearchSettings:
+class SearchSettings(LossSettings):
     """What :func:`run_search` does (the options of ``evoprop search``)."""
 
+    loss: str = "svm"
     methods: tuple[str, ...] = METHODS  # run in this order, each once
     tries: int = 1000  # random, local: weight vectors tried
     scale: float = 1e-4  # random: W ~ scale * N(0, 1)
@@ -272,8 +273,6 @@ class SearchSettings:
     steps: int = 100  # gradient: full-batch steps
     seed: int = 0  # of the random tries and of the start
     batch_size: int = 10_000  # examples per evaluation pass (memory only)
-    loss: str = "svm"
-    reg: float = 0.0
 
 
 @dataclass

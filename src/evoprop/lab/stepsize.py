@@ -24,7 +24,7 @@ from torch.nn.utils import parameters_to_vector
 
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
-from evoprop.lab.losses import Loss, backward_full_loss, get_loss
+from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
 from evoprop.lab.problem import Problem
 from evoprop.paths import make_folder
 
@@ -98,16 +98,15 @@ def table(sweep: StepSizeSweep) -> str:
 
 # -- the experiment ---------------------------------------------------------------------
 @dataclass
-class StepSizeSettings:
+class StepSizeSettings(LossSettings):
     """What :func:`run_stepsize` does (the options of ``evoprop stepsize``)."""
 
+    loss: str = "svm"
     step_sizes: tuple[float, ...] = DEFAULT_STEP_SIZES
     start_scale: float = 1e-3  # a fresh model starts from W ~ start_scale * N(0, 1); 0 keeps its weights
     examples: int = 0  # training examples of the loss and gradient (0: all)
     seed: int = 0  # of the random start
     batch_size: int = 10_000  # examples per pass (memory only)
-    loss: str = "svm"
-    reg: float = 0.0
 
 
 @dataclass
