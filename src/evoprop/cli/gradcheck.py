@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive, seed_option
-from evoprop.errors import ConfigError
 
 _DEFAULTS = fresh_defaults(dataset="mnist", depth=1, pixels="unit", split="paper", val_fraction=0.1)
 EXIT_FAILED = 1
@@ -54,53 +53,16 @@ def gradcheck_command(ctx, examples, coords, h, method, threshold, floor, dtype,
 
       evoprop gradcheck --dataset cifar10 --depth 1 --loss svm --reg 0.01 --gradient analytic --coords 0
     """
-    import torch
-
-    from evoprop.lab.gradcheck import check_gradients
+    from evoprop.lab.gradcheck import GradCheckSettings, run_gradcheck
 
     positive("--examples", examples)
     positive("--coords", coords, allow_zero=True)
     positive("--reg", reg, allow_zero=True)
     seed_option("--check-seed", check_seed)
     problem = build_problem(options, _DEFAULTS)
-    x, y = problem.tensors("train", examples)
-    gradient_fn = _analytic_gradient(problem.model, loss, reg) if gradient_kind == "analytic" else None
-    result = check_gradients(problem.model, x, y, loss, reg, h=h, coords=coords, threshold=threshold, method=method,
-                             dtype=getattr(torch, dtype), seed=check_seed, gradient=gradient_fn, floor=floor)
-    click.echo(f"{problem.description}\n{gradient_kind} gradient of the {loss} loss"
-               f"{f' + {reg:g} L2' if reg else ''} on {len(y)} training examples (loss {result.loss:.6g}), "
-               f"{dtype}, h = {h:g}")
-    width = max(len(t.name) for t in result.tensors)
-    click.echo(f"{'tensor':<{width}}  {'shape':>12}  {'checked':>7}  {'kinks':>5}  {'centred':>9}  {'forward':>9}  "
-               f"{'|grad| max':>10}")
-    for t in result.tensors:
-        verdict = "not checked (kinks)" if not t.checked else "ok" if result.tensor_passed(t) else "FAIL"
-        shape = "x".join(str(s) for s in t.shape)
-        click.echo(f"{t.name:<{width}}  {shape:>12}  {t.checked:>7}  {t.kinks:>5}  {t.max_rel_centred:>9.2e}  "
-                   f"{t.max_rel_forward:>9.2e}  {t.max_abs_gradient:>10.3e}  {verdict}")
-    status = "PASS" if result.passed else "FAIL"
-    click.echo(f"{status}: largest {method} relative error {result.max_error:.2e} (threshold {threshold:g}) over "
-               f"{sum(t.checked for t in result.tensors)} coordinates, {sum(t.kinks for t in result.tensors)} "
-               "left out at kinks")
-    if result.unchecked:
-        click.echo(f"not checked: {', '.join(result.unchecked)}: every coordinate drawn crossed a kink between w - h "
-                   "and w + h; try fewer --examples or a smaller --h")
+    settings = GradCheckSettings(examples=examples, coords=coords, h=h, method=method, threshold=threshold, floor=floor,
+                                 dtype=dtype, gradient=gradient_kind, seed=check_seed, loss=loss, reg=reg)
+    result = run_gradcheck(problem, settings)
+    click.echo(result.summary())
     if not result.passed:
         ctx.exit(EXIT_FAILED)
-
-
-def _analytic_gradient(model, loss: str, reg: float):
-    """The hand-derived gradient of a linear classifier, as check_gradients' gradient function."""
-    from evoprop.lab.linear import ANALYTIC_GRADIENTS, linear_layer, weights_of
-
-    try:
-        linear_layer(model)
-    except ConfigError:
-        raise ConfigError("--gradient analytic is the linear classifier's hand-derived gradient: use --depth 1") from None
-    analytic = ANALYTIC_GRADIENTS[loss]
-
-    def gradient(m, xs, ys):
-        _, dW = analytic(weights_of(m), xs, ys, reg)
-        return {"layers.0.weight": dW[:, :-1], "layers.0.bias": dW[:, -1]}
-
-    return gradient

@@ -1,4 +1,4 @@
-"""Options shared by the optimizer-lab commands (landscape, search, gradcheck, stepsize).
+"""Options shared by the optimizer-lab commands (landscape, search, gradcheck, stepsize, precond).
 
 A lab command works on a model: a saved run's (``--run RUN_DIR``) or a fresh one built
 from ``--dataset/--depth/--width/...``. Model options default to None so that giving one
@@ -101,6 +101,11 @@ def build_problem(options: dict, defaults: dict) -> Problem:
                          activation=values["activation"], init=values["init"], seed=values["seed"],
                          split=values["data_split"], val_fraction=values["val_fraction"], pixels=values["pixels"],
                          **common)
+
+
+def echo_files(files) -> None:
+    """Print the files a lab command wrote, on one line."""
+    click.echo(", ".join(str(f) for f in files))
 
 
 def positive(name: str, value, allow_zero: bool = False) -> None:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-
 import click
 
-from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive, seed_option
-from evoprop.errors import ConfigError, EvopropError
+from evoprop.cli.lab_options import (build_problem, echo_files, fresh_defaults, loss_options, model_options, positive,
+                                     seed_option)
+from evoprop.errors import ConfigError
 
 _DEFAULTS = fresh_defaults(dataset="mnist", depth=1, pixels="unit", split="paper", val_fraction=0.1)
 
 
-#: The line's and the plane's grids are evaluated point by point: beyond these they take hours, not minutes.
+#: The most grid points on the line and per axis of the plane (every point is one evaluation of the loss).
 MAX_POINTS, MAX_GRID = 10_001, 1_001
 
 
@@ -63,13 +60,7 @@ def landscape_command(out, on_split, examples, direction, bias_mode, limit, poin
 
       evoprop landscape --run runs/mnist-d10 --on test --examples 0 --grid 41 --range 0.5 --out big
     """
-    import numpy as np
-    import torch
-
-    from evoprop.lab import landscape as ls
-    from evoprop.lab.directions import random_direction
-    from evoprop.lab.evaluate import VectorEvaluator
-    from evoprop.lab.plots import line_figure, plane_figure
+    from evoprop.lab.landscape import LandscapeSettings, run_landscape
 
     positive("--examples", examples, allow_zero=True)
     positive("--range", limit)
@@ -80,51 +71,8 @@ def landscape_command(out, on_split, examples, direction, bias_mode, limit, poin
         if not 2 <= value <= most:
             raise ConfigError(f"{name} must be at least 2 and at most {most}, got {value}")
     problem = build_problem(options, _DEFAULTS)
-    x, y = problem.tensors(on_split, examples)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EvopropError(f"cannot create {out}: {exc.strerror or exc}") from None
-
-    model = problem.model
-    params = list(model.parameters())
-    generator = torch.Generator().manual_seed(direction_seed)
-    d1 = random_direction(params, direction, bias_mode, generator)
-    d2 = random_direction(params, direction, bias_mode, generator)
-    grid_eval = VectorEvaluator(model, x, y, loss, reg, batch_size=batch_size)
-    center_loss, center_acc = (float(v[0]) for v in grid_eval.evaluate(grid_eval.center().unsqueeze(0)))
-    click.echo(f"{problem.description}\n{loss} loss at W on {len(y)} {on_split} examples: {center_loss:.4f} "
-               f"(accuracy {center_acc:.4f})")
-    meta = dict(model=problem.description, split=on_split, examples=len(y), loss=loss, reg=reg, direction=direction,
-                bias=bias_mode, range=limit, direction_seed=direction_seed, center_loss=center_loss,
-                center_accuracy=center_acc)
-    result = ls.Landscape(meta=meta)
-    files = []
-    title_end = f"{problem.label}\n{direction} directions, {loss} loss on {len(y)} {on_split} examples"
-    if only in ("both", "line"):
-        t0 = time.perf_counter()
-        result.line = ls.line(grid_eval, d1, ls.grid_axis(limit, points))
-        meta["line_seconds"] = round(time.perf_counter() - t0, 2)
-        files += [line_figure(result.line, out / "landscape_1d.png", title="L(W + a·W1)\n" + title_end),
-                  ls.save_line_csv(out / "landscape_1d.csv", result.line)]
-        i = int(np.nanargmin(result.line.loss))
-        click.echo(f"line:  {points} points, a in [-{limit:g}, {limit:g}]: lowest loss {result.line.loss[i]:.4f} at "
-                   f"a = {result.line.alphas[i]:+.3g}, highest {np.nanmax(result.line.loss):.4g} "
-                   f"({meta['line_seconds']:.1f} s)")
-    if only in ("both", "plane"):
-        t0 = time.perf_counter()
-        axis = ls.grid_axis(limit, grid)
-        result.plane = ls.plane(grid_eval, (d1, d2), axis, axis)
-        meta["plane_seconds"] = round(time.perf_counter() - t0, 2)
-        files += [plane_figure(result.plane, out / "landscape_2d.png", title="L(W + a·W1 + b·W2)\n" + title_end),
-                  ls.save_plane_csv(out / "landscape_2d.csv", result.plane)]
-        z = result.plane.loss
-        j, i = np.unravel_index(int(np.nanargmin(z)), z.shape)
-        click.echo(f"plane: {grid} x {grid} points: lowest loss {z[j, i]:.4f} at (a, b) = "
-                   f"({result.plane.alphas[i]:+.3g}, {result.plane.betas[j]:+.3g}), highest {np.nanmax(z):.4g} "
-                   f"({meta['plane_seconds']:.1f} s)")
-    files.append(ls.save_npz(out / "landscape.npz", result))
-    (out / "landscape.json").write_text(json.dumps(meta, indent=2) + "\n")
-    files.append(out / "landscape.json")
-    click.echo(", ".join(str(f) for f in files))
+    settings = LandscapeSettings(split=on_split, examples=examples, loss=loss, reg=reg, direction=direction,
+                                 bias=bias_mode, range=limit, points=points, grid=grid, only=only,
+                                 direction_seed=direction_seed, batch_size=batch_size)
+    result = run_landscape(problem, settings, progress=click.echo, folder=out)
+    echo_files(result.write(out))

@@ -1,13 +1,11 @@
-"""``evoprop precond``: the Hessian lens, every optimizer's step seen against Newton's (seed 001)."""
+"""``evoprop precond``: the Hessian lens, every optimizer's step seen against Newton's (Nocedal & Wright 2006)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from evoprop.cli.lab_options import build_problem, fresh_defaults, model_options, positive
-from evoprop.errors import ConfigError, EvopropError
+from evoprop.cli.lab_options import build_problem, echo_files, fresh_defaults, model_options, positive
+from evoprop.errors import ConfigError
 
 _DEFAULTS = fresh_defaults(dataset="mnist", depth=1, pixels="unit", split="paper", val_fraction=0.1)
 
@@ -49,8 +47,7 @@ def precond_command(examples, curvature, damping, warmup, warmup_batch, optimize
 
       evoprop precond --run runs/mnist-d1-adam --warmup 50 --optimizers adam,natural,newton
     """
-    from evoprop.lab.plots import precond_cosine_figure, precond_diagonal_figure
-    from evoprop.lab.precond import DEFAULT_OPTIMIZERS, lens, table
+    from evoprop.lab.precond import DEFAULT_OPTIMIZERS, PrecondSettings, run_precond
 
     positive("--examples", examples)
     positive("--damping", damping)
@@ -60,26 +57,10 @@ def precond_command(examples, curvature, damping, warmup, warmup_batch, optimize
     if not names:
         raise ConfigError("--optimizers needs at least one optimizer name")
     problem = build_problem(options, _DEFAULTS)
-    x, y = problem.tensors("train", examples)
-    train_x, train_y = problem.tensors("train")
-    result = lens(problem.model, x, y, train_x, train_y, optimizers=names, warmup=warmup, warmup_batch=warmup_batch,
-                  curvature=curvature, damping=damping, seed=warmup_seed, max_memory=max_memory)
-    header = (f"{problem.description}\n{curvature} of the mean cross-entropy on {result.examples} training examples, "
-              f"d = {result.dim:,}; Newton direction at λ = {result.damping:g}; "
-              f"each optimizer warmed up for {warmup} steps of batch {warmup_batch} at its defaults")
-    click.echo(header + "\n")
-    click.echo(table(result))
+    settings = PrecondSettings(examples=examples, curvature=curvature, damping=damping, warmup=warmup,
+                               warmup_batch=warmup_batch, optimizers=tuple(names), seed=warmup_seed,
+                               max_memory=max_memory)
+    result = run_precond(problem, settings)
+    click.echo(result.summary())
     if out is not None:
-        folder = Path(out)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EvopropError(f"cannot create {folder}: {exc.strerror or exc}") from None
-        (folder / "precond.md").write_text(header + "\n\n" + table(result))
-        (folder / "precond.csv").write_text(table(result, "csv"))
-        files = [folder / "precond.md", folder / "precond.csv",
-                 precond_cosine_figure(result, folder / "precond_cosine.png",
-                                       title=f"cos(update, Newton direction)\n{problem.short_name}"),
-                 precond_diagonal_figure(result, folder / "precond_diagonal.png",
-                                         title=f"curvature diagonal vs preconditioner, {problem.short_name}")]
-        click.echo(", ".join(str(f) for f in files))
+        echo_files(result.write(out))

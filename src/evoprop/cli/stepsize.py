@@ -1,13 +1,13 @@
-"""``evoprop stepsize``: the seed's step-size experiment, the loss after one gradient step of each size."""
+"""``evoprop stepsize``: the CS231n optimization notes' step-size experiment, the loss after one gradient step of each
+size."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive, seed_option
-from evoprop.errors import ConfigError, EvopropError
+from evoprop.cli.lab_options import (build_problem, echo_files, fresh_defaults, loss_options, model_options, positive,
+                                     seed_option)
+from evoprop.errors import ConfigError
 
 _DEFAULTS = fresh_defaults(dataset="cifar10", depth=1, pixels="centred", split="official", val_fraction=0.0)
 
@@ -28,7 +28,7 @@ def _parse_sizes(text: str | None) -> list[float] | None:
 @model_options(_DEFAULTS)
 @loss_options("svm")
 @click.option("--step-sizes", metavar="X,Y,...", default=None,
-              help="Step sizes to try [default: 1e-10,1e-9,...,1e-1, as in the seed].")
+              help="Step sizes to try [default: 1e-10,1e-9,...,1e-1, as in the CS231n optimization notes].")
 @click.option("--start-scale", type=float, default=1e-3, show_default=True, metavar="X",
               help="A fresh model starts from W ~ X * N(0, 1) (CS231n's random W); 0 keeps its --init weights. "
                    "Ignored with --run.")
@@ -42,9 +42,10 @@ def _parse_sizes(text: str | None) -> list[float] | None:
 def stepsize_command(step_sizes, start_scale, examples, start_seed, batch_size, out, loss, reg, **options) -> None:
     """Take one gradient step of each size from the same weights and report the training loss after it.
 
-    Shows the seed's lesson: the gradient gives the direction, not the distance. Tiny steps
-    leave the loss unchanged, moderate ones lower it, large ones overshoot. By default a
-    linear classifier on CIFAR-10 with the SVM loss (the seed's setting), from a random W.
+    Shows the lesson of the CS231n optimization notes: the gradient gives the direction, not
+    the distance. Tiny steps leave the loss unchanged, moderate ones lower it, large ones
+    overshoot. By default a linear classifier on CIFAR-10 with the SVM loss (the notes'
+    setting), from a random W.
 
     Examples:
 
@@ -54,12 +55,7 @@ def stepsize_command(step_sizes, start_scale, examples, start_seed, batch_size, 
 
       evoprop stepsize --dataset mnist --depth 1 --pixels unit --loss softmax --start-scale 0
     """
-    import torch
-    from torch.nn.utils import parameters_to_vector
-
-    from evoprop.lab.plots import stepsize_figure
-    from evoprop.lab.search import write_vector
-    from evoprop.lab.stepsize import DEFAULT_STEP_SIZES, save_csv, step_size_sweep, table
+    from evoprop.lab.stepsize import DEFAULT_STEP_SIZES, StepSizeSettings, run_stepsize
 
     sizes = _parse_sizes(step_sizes) or list(DEFAULT_STEP_SIZES)
     positive("--start-scale", start_scale, allow_zero=True)
@@ -67,29 +63,10 @@ def stepsize_command(step_sizes, start_scale, examples, start_seed, batch_size, 
     positive("--batch-size", batch_size)
     positive("--reg", reg, allow_zero=True)
     seed_option("--start-seed", start_seed)
-    from_run = options.get("run_dir") is not None
     problem = build_problem(options, _DEFAULTS)
-    x, y = problem.tensors("train", examples)
-    start = "its saved weights"
-    if not from_run and start_scale:
-        dim = parameters_to_vector(problem.model.parameters()).numel()
-        write_vector(problem.model, start_scale * torch.randn(dim, generator=torch.Generator().manual_seed(start_seed)))
-        start = f"W ~ {start_scale:g} * N(0, 1)"
-    elif not from_run:
-        start = "its initial weights"
-    sweep = step_size_sweep(problem.model, x, y, loss, reg, sizes, batch_size)
-    click.echo(f"{problem.description}\none gradient step from {start}; {loss} loss on {len(y)} training examples\n")
-    click.echo(table(sweep))
-    click.echo(f"\nlowest loss after one step: step size {sweep.best_step:g}")
+    settings = StepSizeSettings(step_sizes=tuple(sizes), start_scale=start_scale, examples=examples, seed=start_seed,
+                                batch_size=batch_size, loss=loss, reg=reg)
+    result = run_stepsize(problem, settings)
+    click.echo(result.summary())
     if out is not None:
-        folder = Path(out)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EvopropError(f"cannot create {folder}: {exc.strerror or exc}") from None
-        files = [save_csv(folder / "stepsize.csv", sweep),
-                 stepsize_figure(sweep, folder / "stepsize.png",
-                                 title=f"{loss} loss after one gradient step\n{problem.short_name}")]
-        (folder / "stepsize.md").write_text(f"{problem.description}; start: {start}\n\n{table(sweep)}\n")
-        files.append(folder / "stepsize.md")
-        click.echo(", ".join(str(f) for f in files))
+        echo_files(result.write(out))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import DataError
+from ..paths import make_folder
 
 #: Environment variable naming the data folder when no ``data_dir`` is given.
 DATA_ENV = "EVOPROP_DATA"
@@ -158,10 +159,7 @@ def download(urls: Iterable[str], dest: Path, verify: Callable[[Path, str], str 
     """
     # folders this call creates, deepest first, so a failed download can remove them again
     created = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # e.g. a read-only data folder
-        raise DownloadFailed(f"cannot create {dest.parent}: {exc.strerror or exc}") from None
+    make_folder(dest.parent, error=DownloadFailed)  # fails e.g. on a read-only data folder
     part = dest.with_name(dest.name + ".part")
     reasons = []
     for url in urls:

@@ -1,4 +1,5 @@
-"""The optimizer lab (seed 002): loss landscapes, random-search baselines, numerical gradients, gradient checks.
+"""The optimizer lab, after the CS231n optimization notes: loss landscapes, random-search baselines, numerical
+gradients, gradient checks.
 
 * :mod:`~evoprop.lab.losses` — multiclass SVM and softmax losses on class scores;
 * :mod:`~evoprop.lab.linear` — the linear classifier W (C x (D + 1), the bias trick) with hand-derived gradients;
@@ -8,9 +9,13 @@
 * :mod:`~evoprop.lab.search` — random search, random local search and gradient descent;
 * :mod:`~evoprop.lab.gradcheck` — analytic versus numerical gradients;
 * :mod:`~evoprop.lab.stepsize` — the loss after one gradient step, for many step sizes;
-* :mod:`~evoprop.lab.precond` — the Hessian lens: each optimizer's step against Newton's (seed 001);
+* :mod:`~evoprop.lab.precond` — the Hessian lens: each optimizer's step against Newton's (Nocedal & Wright 2006);
 * :mod:`~evoprop.lab.problem` — a model and its data, from a saved run or fresh;
 * :mod:`~evoprop.lab.plots` — the figures.
 
-The command-line front ends are ``evoprop landscape``, ``search``, ``gradcheck``, ``stepsize`` and ``precond``.
+Each experiment is a function of a problem and a small settings object that returns a result that prints
+(``summary()``) and writes (``write(out)``) itself: :func:`~evoprop.lab.landscape.run_landscape`,
+:func:`~evoprop.lab.search.run_search`, :func:`~evoprop.lab.gradcheck.run_gradcheck` (prints only),
+:func:`~evoprop.lab.stepsize.run_stepsize` and :func:`~evoprop.lab.precond.run_precond`. The command-line
+front ends ``evoprop landscape``, ``search``, ``gradcheck``, ``stepsize`` and ``precond`` parse options and call them.
 """

@@ -1,6 +1,6 @@
 """Gradient checks: a model's analytic (autograd) gradient against numerical finite differences.
 
-For a coordinate theta_i and a step h (default 1e-5, as in the seed),
+For a coordinate theta_i and a step h (default 1e-5, as in the CS231n notes on gradient checks),
 
     forward difference  (L(theta + h e_i) - L(theta)) / h             error O(h)
     centred difference  (L(theta + h e_i) - L(theta - h e_i)) / 2h    error O(h^2): the one to trust
@@ -25,6 +25,9 @@ gradient. Every evaluation records which side of its kinks every ReLU, clamp, hi
 max and max-pooling of the forward pass and the loss is on
 (:class:`~evoprop.lab.kinks.KinkRecorder`); a coordinate whose differences crossed a kink
 is counted in ``kinks`` and left out of the maximum, as CS231n advises.
+
+:func:`run_gradcheck` is the whole check of ``evoprop gradcheck`` on a problem, in a
+:class:`GradCheckRun` that prints itself.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from torch import nn
 
 from evoprop.errors import ConfigError
 from evoprop.lab.kinks import KinkRecorder, same_side
-from evoprop.lab.losses import Loss, get_loss, l2_penalty
+from evoprop.lab.linear import ANALYTIC_GRADIENTS, linear_layer, weights_of
+from evoprop.lab.losses import Loss, LossSettings, get_loss, l2_penalty
+from evoprop.lab.problem import Problem
 
 METHODS = ("centred", "forward")
 DEFAULT_H = 1e-5
@@ -212,3 +217,84 @@ def _tensor_result(name, shape, kept, kinks, ana, centred, forward, method, floo
     rel_f = relative_error(a, torch.tensor(forward, dtype=torch.float64), floor)
     worst = int(torch.argmax(rel_c if method == "centred" else rel_f))
     return TensorCheck(name, shape, len(kept), kinks, float(rel_c.max()), float(rel_f.max()), kept[worst], scale)
+
+
+# -- the check of ``evoprop gradcheck`` -------------------------------------------------
+GRADIENTS = ("autograd", "analytic")
+
+
+@dataclass
+class GradCheckSettings(LossSettings):
+    """What :func:`run_gradcheck` checks (the options of ``evoprop gradcheck``)."""
+
+    examples: int = 32  # training examples the loss is taken over
+    coords: int = 20  # coordinates per tensor (0: all)
+    h: float = DEFAULT_H
+    method: str = "centred"  # the difference that decides pass/fail
+    threshold: float = DEFAULT_THRESHOLD
+    floor: float = DEFAULT_FLOOR
+    dtype: str = "float64"
+    gradient: str = "autograd"  # autograd, or analytic (the linear classifier's hand-derived gradient)
+    seed: int = 0  # of the coordinates drawn
+
+
+@dataclass
+class GradCheckRun:
+    """A check with what it was run on."""
+
+    description: str  # the model and data
+    settings: GradCheckSettings
+    check: GradCheck
+
+    @property
+    def passed(self) -> bool:
+        return self.check.passed
+
+    def summary(self) -> str:
+        """What ``evoprop gradcheck`` prints: the setting, a row per tensor and the verdict."""
+        s, check = self.settings, self.check
+        lines = [f"{self.description}\n{s.gradient} gradient of the {s.loss} loss{f' + {s.reg:g} L2' if s.reg else ''} "
+                 f"on {check.examples} training examples (loss {check.loss:.6g}), {s.dtype}, h = {s.h:g}"]
+        width = max(len(t.name) for t in check.tensors)
+        lines.append(f"{'tensor':<{width}}  {'shape':>12}  {'checked':>7}  {'kinks':>5}  {'centred':>9}  "
+                     f"{'forward':>9}  {'|grad| max':>10}")
+        for t in check.tensors:
+            verdict = "not checked (kinks)" if not t.checked else "ok" if check.tensor_passed(t) else "FAIL"
+            shape = "x".join(str(n) for n in t.shape)
+            lines.append(f"{t.name:<{width}}  {shape:>12}  {t.checked:>7}  {t.kinks:>5}  {t.max_rel_centred:>9.2e}  "
+                         f"{t.max_rel_forward:>9.2e}  {t.max_abs_gradient:>10.3e}  {verdict}")
+        lines.append(f"{'PASS' if check.passed else 'FAIL'}: largest {s.method} relative error {check.max_error:.2e} "
+                     f"(threshold {s.threshold:g}) over {sum(t.checked for t in check.tensors)} coordinates, "
+                     f"{sum(t.kinks for t in check.tensors)} left out at kinks")
+        if check.unchecked:
+            lines.append(f"not checked: {', '.join(check.unchecked)}: every coordinate drawn crossed a kink between "
+                         "w - h and w + h; try fewer --examples or a smaller --h")
+        return "\n".join(lines)
+
+
+def run_gradcheck(problem: Problem, settings: GradCheckSettings) -> GradCheckRun:
+    """Check ``problem``'s model's gradient (autograd, or the hand-derived one of a linear classifier)."""
+    s = settings
+    if s.gradient not in GRADIENTS:
+        raise ConfigError(f"unknown gradient '{s.gradient}'; valid: {', '.join(GRADIENTS)}")
+    x, y = problem.tensors("train", s.examples)
+    gradient_fn = analytic_gradient(problem.model, s.loss, s.reg) if s.gradient == "analytic" else None
+    check = check_gradients(problem.model, x, y, s.loss, s.reg, h=s.h, coords=s.coords, threshold=s.threshold,
+                            method=s.method, dtype=getattr(torch, s.dtype), seed=s.seed, gradient=gradient_fn,
+                            floor=s.floor)
+    return GradCheckRun(problem.description, s, check)
+
+
+def analytic_gradient(model: nn.Module, loss: str, reg: float) -> GradientFn:
+    """The hand-derived gradient of a linear classifier, as check_gradients' gradient function."""
+    try:
+        linear_layer(model)
+    except ConfigError:
+        raise ConfigError("--gradient analytic is the linear classifier's hand-derived gradient: use --depth 1") from None
+    analytic = ANALYTIC_GRADIENTS[loss]
+
+    def gradient(m, xs, ys):
+        _, dW = analytic(weights_of(m), xs, ys, reg)
+        return {"layers.0.weight": dW[:, :-1], "layers.0.bias": dW[:, -1]}
+
+    return gradient

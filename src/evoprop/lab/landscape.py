@@ -8,21 +8,30 @@ A grid is a population: every grid point is one candidate parameter vector, and
 :class:`~evoprop.population.PopulationEvaluator`, which evaluates a chunk in one
 vectorised pass per data batch. Grid points are built chunk by chunk (``center + coefs @
 directions``), so a 21 x 21 plane of a 500k-parameter model never holds all 441 vectors.
+
+:func:`run_landscape` is the whole experiment of ``evoprop landscape``: two random directions
+(filter-normalised as in Li et al. 2018, or plain Gaussian), the line and/or the plane, and a
+:class:`Landscape` that prints (:meth:`~Landscape.summary`) and writes (:meth:`~Landscape.write`) itself.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from evoprop.errors import ConfigError
-from evoprop.lab.directions import flatten
+from evoprop.lab.directions import flatten, random_direction
 from evoprop.lab.evaluate import VectorEvaluator
+from evoprop.lab.losses import LossSettings
+from evoprop.lab.problem import Problem
+from evoprop.paths import make_folder
 
 
 @dataclass
@@ -46,11 +55,110 @@ class Plane:
 
 @dataclass
 class Landscape:
-    """A line and/or a plane through one model's weights, with what they were computed on."""
+    """A line and/or a plane through one model's weights, with what they were computed on.
+
+    ``meta`` holds the settings and the loss at W (as in landscape.json); ``label`` names the model in figure titles.
+    """
 
     line: Line | None = None
     plane: Plane | None = None
     meta: dict = field(default_factory=dict)
+    label: str = ""
+
+    def header(self) -> str:
+        m = self.meta
+        return (f"{m['model']}\n{m['loss']} loss at W on {m['examples']} {m['split']} examples: "
+                f"{m['center_loss']:.4f} (accuracy {m['center_accuracy']:.4f})")
+
+    def line_summary(self) -> str:
+        grid, limit = self.line, self.meta["range"]
+        i = int(np.nanargmin(grid.loss))
+        return (f"line:  {len(grid.alphas)} points, a in [-{limit:g}, {limit:g}]: lowest loss {grid.loss[i]:.4f} at "
+                f"a = {grid.alphas[i]:+.3g}, highest {np.nanmax(grid.loss):.4g} ({self.meta['line_seconds']:.1f} s)")
+
+    def plane_summary(self) -> str:
+        z = self.plane.loss
+        j, i = np.unravel_index(int(np.nanargmin(z)), z.shape)
+        return (f"plane: {len(self.plane.alphas)} x {len(self.plane.betas)} points: lowest loss {z[j, i]:.4f} at "
+                f"(a, b) = ({self.plane.alphas[i]:+.3g}, {self.plane.betas[j]:+.3g}), highest {np.nanmax(z):.4g} "
+                f"({self.meta['plane_seconds']:.1f} s)")
+
+    def summary(self) -> str:
+        """What ``evoprop landscape`` prints: the loss at W, then the line's and the plane's extremes."""
+        parts = [self.header()]
+        parts += [self.line_summary()] if self.line is not None else []
+        parts += [self.plane_summary()] if self.plane is not None else []
+        return "\n".join(parts)
+
+    def write(self, out: str | Path) -> list[Path]:
+        """landscape_1d.png/.csv (the line), landscape_2d.png/.csv (the plane), landscape.npz and landscape.json."""
+        from evoprop.lab.plots import line_figure, plane_figure
+
+        out, m = make_folder(out), self.meta
+        title_end = (f"{self.label}\n{m['direction']} directions, {m['loss']} loss on {m['examples']} {m['split']} "
+                     "examples")
+        files = []
+        if self.line is not None:
+            files += [line_figure(self.line, out / "landscape_1d.png", title="L(W + a·W1)\n" + title_end),
+                      save_line_csv(out / "landscape_1d.csv", self.line)]
+        if self.plane is not None:
+            files += [plane_figure(self.plane, out / "landscape_2d.png", title="L(W + a·W1 + b·W2)\n" + title_end),
+                      save_plane_csv(out / "landscape_2d.csv", self.plane)]
+        files.append(save_npz(out / "landscape.npz", self))
+        (out / "landscape.json").write_text(json.dumps(m, indent=2) + "\n")
+        return files + [out / "landscape.json"]
+
+
+@dataclass
+class LandscapeSettings(LossSettings):
+    """What :func:`run_landscape` computes around a problem's weights (the options of ``evoprop landscape``)."""
+
+    split: str = "train"  # the data split the loss is measured on
+    examples: int = 2000  # its first N examples (0: all)
+    direction: str = "filter"  # filter (Li et al. 2018) or gaussian
+    bias: str = "zero"  # filter directions on biases: zero or weights
+    range: float = 1.0  # a and b run from -range to range
+    points: int = 51  # grid points on the line
+    grid: int = 21  # grid points per axis of the plane
+    only: str = "both"  # both, line or plane
+    direction_seed: int = 0
+    batch_size: int = 1000  # examples per evaluation pass (memory only)
+
+
+def run_landscape(problem: Problem, settings: LandscapeSettings, progress: Callable[[str], None] | None = None,
+                  folder: str | Path | None = None) -> Landscape:
+    """The loss along a random line and/or over a random plane through ``problem``'s weights.
+
+    ``progress`` is called with each part of :meth:`Landscape.summary` as soon as it is known. ``folder``,
+    when given, is created before the grids are computed, so that a path that cannot be written fails at once.
+    """
+    s, say = settings, progress or (lambda text: None)
+    x, y = problem.tensors(s.split, s.examples)
+    if folder is not None:
+        make_folder(folder)
+    params = list(problem.model.parameters())
+    generator = torch.Generator().manual_seed(s.direction_seed)
+    d1 = random_direction(params, s.direction, s.bias, generator)
+    d2 = random_direction(params, s.direction, s.bias, generator)
+    grid = VectorEvaluator(problem.model, x, y, s.loss, s.reg, batch_size=s.batch_size)
+    center_loss, center_acc = (float(v[0]) for v in grid.evaluate(grid.center().unsqueeze(0)))
+    meta = dict(model=problem.description, split=s.split, examples=len(y), loss=s.loss, reg=s.reg,
+                direction=s.direction, bias=s.bias, range=s.range, direction_seed=s.direction_seed,
+                center_loss=center_loss, center_accuracy=center_acc)
+    result = Landscape(meta=meta, label=problem.label)
+    say(result.header())
+    if s.only in ("both", "line"):
+        t0 = time.perf_counter()
+        result.line = line(grid, d1, grid_axis(s.range, s.points))
+        meta["line_seconds"] = round(time.perf_counter() - t0, 2)
+        say(result.line_summary())
+    if s.only in ("both", "plane"):
+        t0 = time.perf_counter()
+        axis = grid_axis(s.range, s.grid)
+        result.plane = plane(grid, (d1, d2), axis, axis)
+        meta["plane_seconds"] = round(time.perf_counter() - t0, 2)
+        say(result.plane_summary())
+    return result
 
 
 def grid_axis(limit: float, points: int) -> np.ndarray:

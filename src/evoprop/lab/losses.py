@@ -64,6 +64,14 @@ LOSSES: dict[str, Loss] = {
 }
 
 
+@dataclass
+class LossSettings:
+    """The loss a lab experiment measures (the ``--loss``/``--reg`` options); its settings extend this."""
+
+    loss: str = "softmax"  # a name in LOSSES
+    reg: float = 0.0  # L2 strength: adds reg * (sum of squared parameters)
+
+
 def get_loss(name: str) -> Loss:
     if name not in LOSSES:
         raise ConfigError(f"unknown loss '{name}'; valid: {', '.join(LOSSES)}")

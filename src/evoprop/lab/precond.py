@@ -1,8 +1,9 @@
 """The Hessian lens: what each optimizer does at a point, against Newton's step there.
 
-Seed 001 reads every optimizer as an approximation of Newton's method w ← w − γ H⁻¹ g:
-Adagrad, RMSprop and Adam replace H by a diagonal (√G, √v), the natural gradient by the
-Fisher matrix (K-FAC: by a Kronecker product per layer), plain SGD by the identity. This
+Every optimizer can be read as an approximation of Newton's method w ← w − γ H⁻¹ g (Nocedal &
+Wright 2006): Adagrad, RMSprop and Adam replace H by a diagonal (√G, √v), the natural gradient by
+the Fisher matrix (K-FAC, Martens & Grosse 2015: by a Kronecker product per layer), plain SGD by
+the identity. This
 module measures how good each approximation is at one set of weights θ₀ and one batch:
 
 * the **curvature** C at θ₀ on the batch — the exact Hessian (``torch.func``) or the
@@ -22,6 +23,9 @@ module measures how good each approximation is at one set of weights θ₀ and o
 
 ``newton`` is stepped without warm-up at the lens's own λ, on the whole batch: its cosine is 1 by
 construction, a check that the lens and the optimizer compute the same step.
+
+:func:`run_precond` is the whole experiment of ``evoprop precond`` on a problem, in a
+:class:`PrecondRun` that prints and writes itself.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,11 +42,13 @@ from torch import nn
 from torch.func import vmap
 
 from evoprop.errors import ConfigError
+from evoprop.lab.problem import Problem
 from evoprop.optim import make_optimizer
 from evoprop.optim.batch import BatchLoss, FlatParams
 from evoprop.optim.hessian_free import ggn_product
 from evoprop.optim.newton import check_hessian_memory, damped_solve, exact_hessian
 from evoprop.optim.registry import get_spec
+from evoprop.paths import make_folder
 
 CURVATURES = ("hessian", "ggn")
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "natural", "hessian-free", "newton")
@@ -252,3 +259,58 @@ def table(result: Lens, fmt: str = "md") -> str:
 
 def _num(v: float | None) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+# -- the experiment ---------------------------------------------------------------------
+@dataclass
+class PrecondSettings:
+    """What :func:`run_precond` compares (the options of ``evoprop precond``)."""
+
+    examples: int = 512  # training examples of the batch the curvature and every compared step use
+    curvature: str = "hessian"  # hessian or ggn
+    damping: float = 1e-3  # λ of the reference Newton direction
+    warmup: int = 20  # steps each optimizer takes before its step is compared
+    warmup_batch: int = 64
+    optimizers: tuple[str, ...] = DEFAULT_OPTIMIZERS
+    seed: int = 0  # of the warm-up batches
+    max_memory: str | int | None = None  # what the d x d matrices may take [default: half of what is available]
+
+
+@dataclass
+class PrecondRun:
+    """The lens with a header saying where it looked."""
+
+    header: str
+    label: str  # the model and data in a few words, for the figures' titles
+    lens: Lens = field(repr=False)
+
+    def summary(self) -> str:
+        """What ``evoprop precond`` prints, and precond.md holds: the header and the table."""
+        return self.header + "\n\n" + table(self.lens)
+
+    def write(self, out: str | Path) -> list[Path]:
+        """precond.md, precond.csv, precond_cosine.png and precond_diagonal.png."""
+        from evoprop.lab.plots import precond_cosine_figure, precond_diagonal_figure
+
+        out = make_folder(out)
+        (out / "precond.md").write_text(self.summary())
+        (out / "precond.csv").write_text(table(self.lens, "csv"))
+        return [out / "precond.md", out / "precond.csv",
+                precond_cosine_figure(self.lens, out / "precond_cosine.png",
+                                      title=f"cos(update, Newton direction)\n{self.label}"),
+                precond_diagonal_figure(self.lens, out / "precond_diagonal.png",
+                                        title=f"curvature diagonal vs preconditioner, {self.label}")]
+
+
+def run_precond(problem: Problem, settings: PrecondSettings) -> PrecondRun:
+    """The lens at ``problem``'s weights, on the first ``examples`` training examples."""
+    s = settings
+    x, y = problem.tensors("train", s.examples)
+    train_x, train_y = problem.tensors("train")
+    result = lens(problem.model, x, y, train_x, train_y, optimizers=list(s.optimizers), warmup=s.warmup,
+                  warmup_batch=s.warmup_batch, curvature=s.curvature, damping=s.damping, seed=s.seed,
+                  max_memory=s.max_memory)
+    header = (f"{problem.description}\n{s.curvature} of the mean cross-entropy on {result.examples} training examples, "
+              f"d = {result.dim:,}; Newton direction at λ = {result.damping:g}; "
+              f"each optimizer warmed up for {s.warmup} steps of batch {s.warmup_batch} at its defaults")
+    return PrecondRun(header, problem.short_name, result)

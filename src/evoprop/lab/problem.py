@@ -23,18 +23,22 @@ from evoprop.runs.rundir import RunDir
 
 SPLIT_NAMES = ("train", "val", "test")
 #: "unit": pixels in [0, 1] (evoprop's own); "raw": 0 ... 255; "centred": 0 ... 255 minus the training split's
-#: mean image, CS231n's preprocessing for linear classifiers (seed 002's numbers are reached with it).
+#: mean image, CS231n's preprocessing for linear classifiers (the CS231n optimization notes' numbers need it).
 PIXELS = ("unit", "raw", "centred")
 
 
 @dataclass
 class Problem:
-    """A model, the data it is judged on, a line saying what both are, and a short label for figure titles."""
+    """A model, the data it is judged on, a line saying what both are, and a short label for figure titles.
+
+    ``from_run``: the model is a saved run's (its weights are the point to look at, not a start to replace).
+    """
 
     model: nn.Module
     data: DatasetSplits
     description: str
     label: str
+    from_run: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -115,7 +119,7 @@ def run_problem(run_dir: str | Path, *, data_dir=None, device: str = "auto", lim
     epochs = len(state["trainer"].get("history", []))
     shape = f"depth {config.depth} width {config.width}" if config.model == "mlp" else config.model
     what = f"{config.dataset} {shape}, {config.method}, after epoch {epochs}"
-    return Problem(model, data, f"run {run.path} ({what})" + _data_note(data), what + _label_note(data))
+    return Problem(model, data, f"run {run.path} ({what})" + _data_note(data), what + _label_note(data), from_run=True)
 
 
 def model_name(model: nn.Module) -> str:

@@ -1,4 +1,5 @@
-"""The seed's three strategies for lowering a loss: random search, random local search, the gradient.
+"""Three strategies for lowering a loss, after the CS231n optimization notes: random search, random local search,
+the gradient.
 
 * :func:`random_search`: N tries of theta ~ scale * N(0, I), keep the one with the lowest loss.
 * :func:`local_search`: from theta, try theta + step * N(0, I); keep it if the loss is lower.
@@ -12,17 +13,23 @@ P parameter vectors (P, dim) to their P losses. Two objectives compute the same 
 * :class:`LinearObjective`: a linear classifier (depth-1 model). With the bias trick its
   scores S(theta) = [x; 1] W^T are *linear* in theta, so the scores of P candidates are one
   matrix product X [W_1 ... W_P]^T that reads the data once (the population evaluator reads
-  it once per candidate: ~4x slower on CIFAR-10), and local search can use
-  S(theta + step g) = S(theta) + step S(g): the noise scores S(g) of a block of proposals are
-  again one product, and each try costs only its loss. The accept/reject decisions are the
-  ones of evaluating every try from scratch (a test checks it), ~6x faster on CIFAR-10.
-"""
+  it once per candidate), and local search can use S(theta + step g) = S(theta) + step S(g):
+  the noise scores S(g) of a block of proposals are again one product, and each try costs
+  only its loss. The accept/reject decisions are the ones of evaluating every try from
+  scratch (a test checks it).
 
+:func:`run_search` is the whole experiment of ``evoprop search``: the chosen strategies from one
+start, each judged on the training and test splits, in a :class:`SearchRun` that prints and writes itself.
+"""
 from __future__ import annotations
 
+import csv
+import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,7 +39,9 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.linear import linear_layer
-from evoprop.lab.losses import Loss, backward_full_loss, get_loss
+from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
+from evoprop.lab.problem import Problem
+from evoprop.paths import make_folder
 
 PROPOSAL_BLOCK = 50  # proposals drawn (and, for linear models, scored) together
 
@@ -244,3 +253,120 @@ def write_vector(model: nn.Module, vector: torch.Tensor) -> None:
     params = list(model.parameters())
     with torch.no_grad():
         vector_to_parameters(vector.to(params[0].device, params[0].dtype), params)
+
+
+# -- the experiment ---------------------------------------------------------------------
+METHODS = ("random", "local", "gradient")
+
+
+@dataclass
+class SearchSettings(LossSettings):
+    """What :func:`run_search` does (the options of ``evoprop search``)."""
+
+    loss: str = "svm"
+    methods: tuple[str, ...] = METHODS  # run in this order, each once
+    tries: int = 1000  # random, local: weight vectors tried
+    scale: float = 1e-4  # random: W ~ scale * N(0, 1)
+    step: float = 1e-4  # local: W + step * N(0, 1)
+    start_scale: float = 1e-3  # local, gradient: start from W ~ start_scale * N(0, 1); 0: the model's weights
+    lr: float = 1e-6  # gradient: step size
+    steps: int = 100  # gradient: full-batch steps
+    seed: int = 0  # of the random tries and of the start
+    batch_size: int = 10_000  # examples per evaluation pass (memory only)
+
+
+@dataclass
+class SearchRun:
+    """The strategies' curves (``results``) and their rows of results.md/results.json (``rows``)."""
+
+    description: str  # the model and data
+    label: str  # the same in a few words, for the figure's title
+    loss: str
+    header: str  # what was measured on how many examples
+    results: list[SearchResult] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+
+    def line(self, i: int) -> str:
+        """The printed line of the i-th strategy."""
+        r, row = self.results[i], self.rows[i]
+        accepted = f", {r.accepted} accepted" if r.accepted is not None else ""
+        return (f"{r.method:<8} {row['setting']}: training loss {r.start_loss:.4f} -> {r.final_loss:.4f}{accepted}; "
+                f"train accuracy {row['train_accuracy']:.4f}, test accuracy {row['test_accuracy']:.4f} "
+                f"({r.seconds:.1f} s)")
+
+    def summary(self) -> str:
+        """What ``evoprop search`` prints: the header, then one line per strategy."""
+        return "\n".join([self.header] + [self.line(i) for i in range(len(self.results))])
+
+    def write(self, out: str | Path) -> list[Path]:
+        """search.csv (loss per iteration), search.png (the curves), results.md and results.json."""
+        from evoprop.lab.plots import search_figure
+
+        out = make_folder(out)
+        with open(out / "search.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["method", "iteration", "tried_loss", "kept_loss"])
+            for r in self.results:
+                for i, (tried, kept) in enumerate(zip(r.tried, r.kept)):
+                    writer.writerow([r.method, i, f"{tried:.8g}", f"{kept:.8g}"])
+        search_figure(self.results, out / "search.png", title=f"{self.loss} loss on the training set\n{self.label}")
+        lines = [f"Model and data: {self.description}", "",
+                 "| method | setting | training loss (start -> end) | train accuracy | test accuracy | seconds |",
+                 "|---|---|---:|---:|---:|---:|"]
+        for r in self.rows:
+            lines.append(f"| {r['method']} | {r['setting']} | {r['start_loss']:.4f} -> {r['final_loss']:.4f} | "
+                         f"{r['train_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['seconds']:.1f} |")
+        (out / "results.md").write_text("\n".join(lines) + "\n")
+        (out / "results.json").write_text(
+            json.dumps({"model": self.description, "loss": self.loss, "results": self.rows}, indent=2) + "\n")
+        return [out / "search.csv", out / "search.png", out / "results.md", out / "results.json"]
+
+
+def run_search(problem: Problem, settings: SearchSettings,
+               progress: Callable[[str], None] | None = None) -> SearchRun:
+    """Lower ``problem``'s training loss with each strategy of ``settings.methods``; the model is left as it was.
+
+    ``progress`` is called with each line of :meth:`SearchRun.summary` as soon as it is known.
+    """
+    from evoprop.train.metrics import evaluate
+
+    s, say = settings, progress or (lambda text: None)
+    x, y = problem.tensors("train")
+    x_test, y_test = problem.tensors("test")
+    model = problem.model
+    init_vector = parameters_to_vector(model.parameters()).detach().clone()
+    dim = init_vector.numel()
+    if s.start_scale:
+        start = s.start_scale * torch.randn(dim, generator=torch.Generator().manual_seed(s.seed + 1),
+                                            dtype=torch.float64)
+    else:
+        start = init_vector.double()
+    objective = make_objective(model, x, y, s.loss, s.reg, s.batch_size)
+    run = SearchRun(problem.description, problem.short_name, s.loss,
+                    f"{problem.description}\n{s.loss} loss on {len(y)} training examples, accuracy on {len(y_test)} "
+                    f"test examples; {dim} parameters")
+    say(run.header)
+    for method in dict.fromkeys(s.methods):
+        if method == "random":
+            result = random_search(objective, s.tries, s.scale, seed=s.seed)
+            setting = f"{s.tries} tries, scale {s.scale:g}"
+        elif method == "local":
+            result = local_search(objective, start, s.tries, s.step, seed=s.seed)
+            setting = f"{s.tries} tries, step {s.step:g}, start scale {s.start_scale:g}"
+        elif method == "gradient":
+            write_vector(model, start)
+            result = gradient_descent(model, x, y, s.loss, s.reg, s.lr, s.steps, s.batch_size)
+            setting = f"{s.steps} steps, lr {s.lr:g}, start scale {s.start_scale:g}"
+        else:
+            raise ConfigError(f"unknown search method '{method}'; valid: {', '.join(METHODS)}")
+        write_vector(model, result.vector)
+        train = evaluate(model, x, y, problem.data.num_classes)
+        test = evaluate(model, x_test, y_test, problem.data.num_classes)
+        run.results.append(result)
+        run.rows.append(dict(method=method, setting=setting, start_loss=result.start_loss,
+                             final_loss=result.final_loss, train_accuracy=train["accuracy"],
+                             test_accuracy=test["accuracy"], test_f1=test["f1"], accepted=result.accepted,
+                             seconds=round(result.seconds, 2)))
+        say(run.line(len(run.results) - 1))
+    write_vector(model, init_vector)
+    return run

@@ -1,15 +1,19 @@
-"""The seed's step-size experiment: the loss after one gradient step, for step sizes 1e-10 ... 1e-1.
+"""The step-size experiment of the CS231n optimization notes: the loss after one gradient step, for step sizes
+1e-10 ... 1e-1.
 
 The gradient says which way is down, not how far to go: a tiny step barely changes the
 loss, a moderate one lowers it, and a large one overshoots and raises it. One gradient of
 the training loss is computed at the model's weights; the points theta - eta g for all
 step sizes eta form one population, evaluated at once.
+
+:func:`run_stepsize` is the whole experiment of ``evoprop stepsize``, with its start, in a
+:class:`StepSizeRun` that prints and writes itself.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -20,9 +24,11 @@ from torch.nn.utils import parameters_to_vector
 
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
-from evoprop.lab.losses import Loss, backward_full_loss, get_loss
+from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
+from evoprop.lab.problem import Problem
+from evoprop.paths import make_folder
 
-DEFAULT_STEP_SIZES = tuple(10.0**k for k in range(-10, 0))  # 1e-10, 1e-9, ..., 1e-1, as in the seed
+DEFAULT_STEP_SIZES = tuple(10.0**k for k in range(-10, 0))  # 1e-10, 1e-9, ..., 1e-1, as in the CS231n notes
 
 
 @dataclass
@@ -88,3 +94,65 @@ def table(sweep: StepSizeSweep) -> str:
     for s, after, acc in zip(sweep.step_sizes, sweep.loss_after, sweep.accuracy_after):
         lines.append(f"| {s:g} | {after:.6g} | {after - sweep.loss_before:+.4g} | {acc:.4f} |")
     return "\n".join(lines)
+
+
+# -- the experiment ---------------------------------------------------------------------
+@dataclass
+class StepSizeSettings(LossSettings):
+    """What :func:`run_stepsize` does (the options of ``evoprop stepsize``)."""
+
+    loss: str = "svm"
+    step_sizes: tuple[float, ...] = DEFAULT_STEP_SIZES
+    start_scale: float = 1e-3  # a fresh model starts from W ~ start_scale * N(0, 1); 0 keeps its weights
+    examples: int = 0  # training examples of the loss and gradient (0: all)
+    seed: int = 0  # of the random start
+    batch_size: int = 10_000  # examples per pass (memory only)
+
+
+@dataclass
+class StepSizeRun:
+    """A sweep with what it started from."""
+
+    description: str  # the model and data
+    label: str  # the same in a few words, for the figure's title
+    start: str  # the weights the step was taken from
+    loss: str
+    examples: int
+    sweep: StepSizeSweep = field(repr=False)
+
+    def summary(self) -> str:
+        """What ``evoprop stepsize`` prints: the start, the table and the best step size."""
+        return (f"{self.description}\none gradient step from {self.start}; {self.loss} loss on {self.examples} "
+                f"training examples\n\n{table(self.sweep)}\n\nlowest loss after one step: step size "
+                f"{self.sweep.best_step:g}")
+
+    def write(self, out: str | Path) -> list[Path]:
+        """stepsize.csv, stepsize.png and stepsize.md (the table)."""
+        from evoprop.lab.plots import stepsize_figure
+
+        out = make_folder(out)
+        files = [save_csv(out / "stepsize.csv", self.sweep),
+                 stepsize_figure(self.sweep, out / "stepsize.png",
+                                 title=f"{self.loss} loss after one gradient step\n{self.label}")]
+        (out / "stepsize.md").write_text(f"{self.description}; start: {self.start}\n\n{table(self.sweep)}\n")
+        return files + [out / "stepsize.md"]
+
+
+def run_stepsize(problem: Problem, settings: StepSizeSettings) -> StepSizeRun:
+    """One gradient step of each size from ``problem``'s weights: a saved run's, or a fresh model's random start.
+
+    A fresh model's weights are replaced by W ~ start_scale * N(0, 1) when ``start_scale`` is not 0.
+    """
+    s = settings
+    x, y = problem.tensors("train", s.examples)
+    start = "its saved weights"
+    if not problem.from_run and s.start_scale:
+        from evoprop.lab.search import write_vector
+
+        dim = parameters_to_vector(problem.model.parameters()).numel()
+        write_vector(problem.model, s.start_scale * torch.randn(dim, generator=torch.Generator().manual_seed(s.seed)))
+        start = f"W ~ {s.start_scale:g} * N(0, 1)"
+    elif not problem.from_run:
+        start = "its initial weights"
+    sweep = step_size_sweep(problem.model, x, y, s.loss, s.reg, s.step_sizes, s.batch_size)
+    return StepSizeRun(problem.description, problem.short_name, start, s.loss, len(y), sweep)

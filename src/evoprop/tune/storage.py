@@ -37,6 +37,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from evoprop.errors import ConfigError
+from evoprop.paths import make_folder
 
 HEARTBEAT_ATTR = "evoprop:heartbeat"
 
@@ -168,7 +169,4 @@ def _rdb_storage(spec: str, kwargs: dict, attempts: int = 5) -> RDBStorage:
 def _make_parent(path: Path, spec: str) -> None:
     if str(path) in ("", ":memory:"):
         return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the folder of storage {spec}: {exc.strerror or exc}") from None
+    make_folder(path.parent, f"the folder of storage {spec}", ConfigError)
