@@ -1,4 +1,4 @@
-"""The lab's losses and the linear classifier's hand-derived gradients (seed 002)."""
+"""The lab's losses and the linear classifier's hand-derived gradients (CS231n's optimization notes)."""
 
 import pytest
 import torch

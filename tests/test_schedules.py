@@ -1,4 +1,4 @@
-"""Learning-rate / batch-size schedules (seed 003): the promised δ per stage, real batch sizes, C, resume."""
+"""Learning-rate / batch-size schedules (Sato & Iiduka 2023): the promised δ per stage, real batch sizes, C, resume."""
 
 import math
 

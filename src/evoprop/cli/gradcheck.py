@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from evoprop.cli.exits import EXIT_ERROR
 from evoprop.cli.lab_options import build_problem, fresh_defaults, loss_options, model_options, positive, seed_option
 
 _DEFAULTS = fresh_defaults(dataset="mnist", depth=1, pixels="unit", split="paper", val_fraction=0.1)
-EXIT_FAILED = 1
 
 
 @click.command("gradcheck")
@@ -65,4 +65,4 @@ def gradcheck_command(ctx, examples, coords, h, method, threshold, floor, dtype,
     result = run_gradcheck(problem, settings)
     click.echo(result.summary())
     if not result.passed:
-        ctx.exit(EXIT_FAILED)
+        ctx.exit(EXIT_ERROR)  # the check failed

@@ -40,7 +40,7 @@ from evoprop.train.schedules import DEFAULT_GAMMA, GRADUATED, SCHEDULES, stage_r
 #: The comparison's own defaults on top of TrainConfig's: the paper's lr, batch size and stage count.
 DEFAULTS: dict[str, Any] = {"lr": 0.1, "batch_size": 32, "epochs": 20, "optimizer": "sgd"}
 
-#: The paper's reference setting (seed 003): ResNet-18 on CIFAR-10 (RGB, the official split),
+#: The paper's reference setting (Sato & Iiduka 2023): ResNet-18 on CIFAR-10 (RGB, the official split),
 #: SGD from lr 0.1 and batch 32, 200 epochs in 5 stages of 40, δ × 1/√2 per stage.
 PAPER_PRESET: dict[str, Any] = {
     "dataset": "cifar10", "split": "official", "model": "resnet18", "resnet_width": 64, "optimizer": "sgd",
@@ -75,7 +75,7 @@ class Comparison:
 
 
 def parse_schedules(schedules) -> list[str]:
-    """'constant,lr-decay' or a list -> checked, duplicate-free names (default: the four of seed 003)."""
+    """'constant,lr-decay' or a list -> checked, duplicate-free names (default: the four of Sato & Iiduka 2023)."""
     if not schedules:
         return list(GRADUATED)
     if isinstance(schedules, str):

@@ -1,4 +1,4 @@
-"""The paper's four tables (seed 000): every row's settings and the paper's own numbers.
+"""The reproduced paper's four tables (the hybrid of CMA-ES and SGD): every row's settings and the paper's own numbers.
 
 Each table is a list of rows with stable ids; a row's settings are ``TrainConfig`` fields
 on top of the settings every reproduction shares (:data:`COMMON`) and the table's own

@@ -1,4 +1,4 @@
-"""A ResNet-18 for small images (He et al. 2016), as in seed 003's experiments on CIFAR-10.
+"""A ResNet-18 for small images (He et al. 2016), as in Sato & Iiduka's (2023) experiments on CIFAR-10.
 
 The CIFAR-style stem is one 3×3 convolution with stride 1 and no max-pooling (ImageNet's
 7×7/2 stem and pool would shrink a 32×32 image to 8×8 before the first block). Then four

@@ -1,6 +1,6 @@
 """Name -> torch.optim optimizer, with documented defaults.
 
-Defaults follow seed 001 where it gives sane values (Adagrad eps 1e-8; RMSprop
+Defaults follow the optimizer notes this project reproduces where they give sane values (Adagrad eps 1e-8; RMSprop
 E[g²] <- 0.9 E[g²] + 0.1 g², lr 0.001; Adam's standard beta1 = 0.9,
 beta2 = 0.999 — the slide's 0.9999 / 1e-8 are a misprint) and PyTorch's
 otherwise. Every default can be overridden per run. The registry is open:
@@ -115,7 +115,7 @@ register_optimizer(
     "momentum",
     torch.optim.SGD,
     {"lr": 0.01, "momentum": 0.9},
-    "SGD with heavy-ball momentum (seed 001: dw <- m*dw - lr*g)",
+    "SGD with heavy-ball momentum (dw <- m*dw - lr*g)",
 )
 register_optimizer(
     "nesterov",
@@ -124,7 +124,7 @@ register_optimizer(
     "SGD with Nesterov momentum",
 )
 register_optimizer(
-    "adagrad", torch.optim.Adagrad, {"lr": 0.01, "eps": 1e-8}, "Adagrad: lr / sqrt(sum g^2 + eps), eps 1e-8 (seed 001)"
+    "adagrad", torch.optim.Adagrad, {"lr": 0.01, "eps": 1e-8}, "Adagrad: lr / sqrt(sum g^2 + eps), eps 1e-8"
 )
 register_optimizer(
     "adadelta",
@@ -136,7 +136,7 @@ register_optimizer(
     "rmsprop",
     torch.optim.RMSprop,
     {"lr": 0.001, "alpha": 0.9, "eps": 1e-8},
-    "RMSprop: E[g^2] <- 0.9 E[g^2] + 0.1 g^2, lr 0.001 (seed 001)",
+    "RMSprop: E[g^2] <- 0.9 E[g^2] + 0.1 g^2, lr 0.001",
 )
 register_optimizer(
     "adam",

@@ -14,6 +14,7 @@ from typing import Any
 
 import evoprop
 from evoprop.errors import EvopropError
+from evoprop.paths import make_folder
 from evoprop.report.figures import f1_figure, loss_figure
 from evoprop.report.schedule_figures import schedule_figure
 from evoprop.report.tables import (
@@ -65,10 +66,7 @@ def write_report(
     if not records:
         raise EvopropError("no runs to report on")
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EvopropError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
+    make_folder(out, f"report folder {out}")
     if table is None:
         table = _common_table(records, references or {})
     if groups is None:
@@ -83,7 +81,7 @@ def write_report(
     write_csv(rows, files["table_csv"])
     f1_figure(groups, files["f1_figure"], f"{title}: test macro-F1 per epoch", note, target_f1=target_f1)
     loss_figure(groups, files["loss_figure"], f"{title}: loss per epoch", note)
-    if _scheduled(records):  # runs with a schedule (seed 003): δ, lr and batch size per epoch too
+    if _scheduled(records):  # runs with a schedule (Sato & Iiduka 2023): δ, lr and batch size per epoch too
         files["schedule_figure"] = schedule_figure([(g.label, g.records[0].history) for g in groups],
                                                    out / "schedule.png", f"{title}: schedules", note)
     files["report"].write_text(_document(title, rows, groups, records, table, epochs, command, notes or []))

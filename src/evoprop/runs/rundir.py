@@ -33,6 +33,7 @@ import yaml
 
 from evoprop.config import TrainConfig, read_mapping
 from evoprop.errors import EvopropError
+from evoprop.paths import make_folder
 
 CONFIG, METRICS, SUMMARY, CHECKPOINT = "config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt"
 #: The file a reproduction writes into each of its run directories.
@@ -63,10 +64,7 @@ class RunDir:
         """A new run at ``path``; refuses a directory that already holds a run."""
         run = cls(path)
         run.ensure_new()
-        try:
-            run.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EvopropError(f"cannot create run directory {run.path}: {exc.strerror or exc}") from None
+        make_folder(run.path, f"run directory {run.path}")
         run.write_config(config)
         return run
 

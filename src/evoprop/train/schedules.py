@@ -1,4 +1,4 @@
-"""Learning-rate and batch-size schedules, among them implicit graduated optimization (seed 003).
+"""Learning-rate and batch-size schedules, among them implicit graduated optimization (Sato & Iiduka 2023).
 
 Sato & Iiduka (2023) show that SGD's mini-batch noise smooths the loss by a degree
 
@@ -49,7 +49,7 @@ import torch
 from evoprop.errors import ConfigError
 
 SCHEDULES = ("constant", "lr-decay", "batch-growth", "hybrid", "step", "cosine")
-#: The four schedules of seed 003: δ constant, or cut by γ per stage through η, b or both.
+#: The four schedules of Sato & Iiduka (2023): δ constant, or cut by γ per stage through η, b or both.
 GRADUATED = ("constant", "lr-decay", "batch-growth", "hybrid")
 #: γ per stage unless given: the paper's δ cut by 1/√2, and the usual step decay's ÷10.
 DEFAULT_GAMMA = {"lr-decay": 1 / math.sqrt(2), "batch-growth": 1 / math.sqrt(2), "hybrid": 1 / math.sqrt(2),

@@ -50,7 +50,7 @@ class Trainer:
         self.progress = progress
         self.generator = torch.Generator().manual_seed(seed)  # CPU: shuffling is reproducible on any device
         self.history: list[dict] = []
-        # a train.schedules.TrainingSchedule: sets lr and batch size before each epoch, logs δ (seed 003)
+        # a train.schedules.TrainingSchedule: sets lr and batch size before each epoch, logs δ (Sato & Iiduka 2023)
         self.schedule = schedule
 
     @property
