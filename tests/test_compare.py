@@ -105,6 +105,7 @@ def check_table(out: Path, epochs: int) -> None:
     assert "Arm hybrid: method=hybrid, strategy=sep, popsize=8." in report and "## Machine" in report
 
 
+@pytest.mark.slow
 def test_tiny_comparison_matches_its_run_directories_and_reruns_skip_or_extend(tmp_path, data_dir):
     spec = tiny_spec(tmp_path, data_dir)
     out = spec.out

@@ -55,8 +55,14 @@ SOLVE = {
 }
 
 
-@pytest.mark.parametrize("fname", list(FUNCS))
-@pytest.mark.parametrize("variant", list(SOLVE), ids=lambda v: v[0] + "".join(f"-{k}={x}" for k, x in v[1]))
+#: The cases with the largest budgets (over 5 s each): run by CI, left out of the fast loop.
+SLOW_SOLVE = {("lmma", "ellipsoid"), ("sep", "rosenbrock")}
+
+
+@pytest.mark.parametrize("variant, fname", [
+    pytest.param(v, f, id=v[0] + "".join(f"-{k}={x}" for k, x in v[1]) + f"-{f}",
+                 marks=[pytest.mark.slow] if (v[0], f) in SLOW_SOLVE else [])
+    for v in SOLVE for f in FUNCS])
 def test_solves_small_problems(variant, fname):
     name, opts = variant
     budget = SOLVE[variant][fname]

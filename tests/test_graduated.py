@@ -17,6 +17,7 @@ def run_cli(capsys, *args):
     return status, out, err
 
 
+@pytest.mark.slow
 def test_graduated_runs_the_four_schedules_and_writes_table_and_figure(capsys, data_dir, tmp_path):
     out = tmp_path / "grad"
     status, stdout, err = run_cli(capsys, "graduated", *TINY, "--data-dir", str(data_dir), "--out", str(out))

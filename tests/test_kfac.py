@@ -365,6 +365,7 @@ def test_cli_lists_and_trains_with_natural(data_dir, tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_the_hybrid_trainer_runs_with_natural(data_dir, tmp_path):
     cfg = TrainConfig(method="hybrid", dataset="mnist", data_dir=str(data_dir), limit_train=600, limit_test=200,
                       depth=2, width=16, optimizer="natural", lr=0.005, popsize=8, es_batch_size=64, epochs=1, device="cpu")

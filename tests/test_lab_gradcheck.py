@@ -96,6 +96,7 @@ def test_crossing_a_kink_is_detected_and_left_out(batch):
     assert sum(t.kinks for t in smooth.tensors) == 0
 
 
+@pytest.mark.slow
 def test_a_network_with_functional_relus_and_batch_norm(batch):
     """evoprop's ResNet calls F.relu (no module to hook); its kinks are recorded all the same."""
     from evoprop.models import build_resnet18

@@ -89,6 +89,7 @@ def test_hessian_free_product_is_the_gauss_newton_matrix_times_v(pooled):
     assert torch.allclose(ggn_product(batch, flat, theta)(v), ggn @ v, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_hessian_free_trains_a_deep_net(pooled):
     x, y = pooled
     torch.manual_seed(0)

@@ -60,6 +60,7 @@ def check_table_folder(folder, table_name, epochs, row_ids=None):
     return rows
 
 
+@pytest.mark.slow
 def test_table3_end_to_end_at_tiny_scale(data_dir, tmp_path):
     out = tmp_path / "repro"
     [result] = reproduce("table3", out, epochs=2, data_dir=data_dir, limit_train=600, limit_test=300,
@@ -84,6 +85,7 @@ def test_table3_end_to_end_at_tiny_scale(data_dir, tmp_path):
     assert "evoprop reproduce table3 --epochs 2" in report
 
 
+@pytest.mark.slow
 def test_table1_end_to_end_with_the_papers_cma_es(data_dir, tmp_path):
     printed = ["cma-es", "adam", "sgd-0.001", "sgd-0.01"]  # the corrected CMA-ES rows: tests of their own below
     [result] = reproduce("table1", tmp_path, epochs=2, rows=printed, data_dir=data_dir, limit_train=2000,
@@ -109,6 +111,7 @@ def test_cifar_tables_end_to_end_say_the_data_is_a_reconstruction(name, data_dir
         assert note in (result.dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_rerun_skips_extends_and_truncates(data_dir, tmp_path):
     common = dict(rows=["adam"], data_dir=data_dir, limit_train=500, limit_test=200, echo=quiet)
     reproduce("table1", tmp_path, epochs=1, **common)
@@ -256,6 +259,7 @@ def _metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").open()]
 
 
+@pytest.mark.slow
 def test_the_corrected_cma_es_row_learns_where_the_printed_one_stalls(data_dir, tmp_path):
     # 1,024 training images: 4 ES mini-batches of 256, so the corrected row makes 4 generations per epoch
     [result] = reproduce("table1", tmp_path, epochs=3, rows=["cma-es", "cma-es-sep"], data_dir=data_dir,

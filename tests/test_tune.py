@@ -98,6 +98,7 @@ def test_storage_names_are_checked(tmp_path):
 
 # a study end to end -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_tiny_study_on_sqlite_runs_trials_as_run_dirs_and_its_best_config_reruns_to_the_same_score(
         tmp_path, data_dir, capsys):
     config = write_tune_config(tmp_path / "tiny.yaml", data_dir, train={"epochs": 3})

@@ -38,6 +38,7 @@ def _post(url: str, body: dict) -> int:
         return response.status
 
 
+@pytest.mark.slow
 def test_evoprop_dashboard_serves_the_study_page_and_the_trials_figures_on_loopback(tmp_path, data_dir, capsys):
     config = write_tune_config(tmp_path / "seen.yaml", data_dir, train={"epochs": 1})
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -82,6 +83,7 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_human_in_the_loop_trials_wait_for_a_rating_posted_like_the_dashboard_form(tmp_path, data_dir):
     config = write_tune_config(tmp_path / "rate.yaml", data_dir, train={"epochs": 1},
                                study={"human": True, "n_trials": 2, "waiting": 1,

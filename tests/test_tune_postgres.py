@@ -133,6 +133,7 @@ def test_two_workers_on_postgresql_one_killed_mid_trial_lose_and_duplicate_no_tr
     assert all(Path(t.user_attrs["run_dir"], "summary.json").is_file() for t in finished)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, reason", [
     ({"password": "wrong-Pw"}, "password authentication failed"),
     ({"database": "nosuchdb"}, 'database "nosuchdb" does not exist'),

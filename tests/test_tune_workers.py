@@ -28,6 +28,7 @@ def _tune(config, storage, out, *extra) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_workers_in_two_commands_share_one_journal_study_without_duplicates(tmp_path, data_dir):
     config = write_tune_config(tmp_path / "shared.yaml", data_dir,
                                study={"pruner": "none", "figures": False, "sampler": "random"})
@@ -48,6 +49,7 @@ def test_workers_in_two_commands_share_one_journal_study_without_duplicates(tmp_
     assert len({tuple(sorted(t.params.items())) for t in finished}) == 8  # no two workers proposed the same trial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_killed_workers_trial_is_marked_failed_and_retried_with_the_same_settings(tmp_path, data_dir, kind):
     config = write_tune_config(
