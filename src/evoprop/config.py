@@ -1,13 +1,23 @@
-"""The settings of one training run, validated in one place.
+"""The settings of one training run: each field describes itself, and is validated in one place.
 
 The same ``TrainConfig`` comes from the CLI, from a YAML/JSON file (``--config``),
 or from Python; a run directory stores it resolved, so ``--resume`` rebuilds the
 exact run. Keys in files may use dashes or underscores.
 
-Each field states its facts once: its type is its annotation, its range a
-``setting(default, low=..., high=...)`` beside it (field metadata, read by
-:func:`check_setting`), so the CLI, config files, tune files and the Python API all
-refuse the same values with the same one-line message.
+Each field states its facts once: its type is its annotation; everything else is its
+``setting(default, group=..., help=..., low=..., high=..., choices=..., applies_to=...,
+affects_results=...)`` (field metadata: a :class:`Setting` and a :class:`Range`). From it
+come the ``evoprop train`` options and their ``--help`` (``cli/train.py``), the checks of
+:func:`check_setting` (so the CLI, config files, tune files and the Python API refuse the
+same values with the same one-line message), and which settings a report compares
+(:func:`applies`). A new setting is one field here plus the code that uses it.
+
+Settings are grouped by concern (:data:`GROUPS`: data, model, optimizer, schedule,
+evolution, run) in their metadata, not in nested dataclasses: ``TrainConfig.group("evolution")``
+is a view of the flat fields. This is deliberate: run directories' config.yaml, the
+examples, tune files and docs/results hold flat keys (``popsize: 1000``), and must keep
+loading, resuming and being written the same way. Each group's rules across fields are one
+function in the module that owns the concern (:data:`GROUP_CHECKS`).
 """
 
 from __future__ import annotations
