@@ -29,6 +29,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def check_device_setting(config) -> None:
+    """The run group of a TrainConfig (called by ``TrainConfig.validate``): its device exists here."""
+    resolve_device(config.device)
+
+
 def available_memory(device: torch.device) -> int:
     """Bytes that can be allocated on ``device`` now (GPU: free memory; CPU: MemAvailable)."""
     if device.type == "cuda":

@@ -7,48 +7,25 @@ import sys
 import click
 
 from evoprop.cli.exits import EXIT_INTERRUPTED
+from evoprop.cli.train import setting_options
 from evoprop.config import TrainConfig
-from evoprop.data import DATASETS
-from evoprop.data.sources import DATA_DIR_HELP
-from evoprop.models import MODELS
 from evoprop.train.schedules import GRADUATED, SCHEDULES
 
 
-# option flag -> (TrainConfig field, click type, help); None defaults, so that only what the user
-# typed overrides the config file, which overrides the preset, which overrides the defaults.
-_OPTIONS: list[tuple[str, str, object, str]] = [
-    ("--dataset", "dataset", str, f"Data set: {', '.join(DATASETS)} [default: mnist]."),
-    ("--model", "model", str, f"Model: {', '.join(MODELS)} [default: mlp]."),
-    ("--depth", "depth", int, "MLP weight layers (1: softmax regression, 10: nine hidden layers) [default: 1]."),
-    ("--width", "width", int, "MLP units per hidden layer [default: 200]."),
-    ("--resnet-width", "resnet_width", int, "Channels of the ResNet's first stage (64: ResNet-18) [default: 64]."),
-    ("--optimizer", "optimizer", str, "Gradient optimizer (see 'evoprop optimizers') [default: sgd]."),
-    ("--lr", "lr", float, "Starting learning rate [default: 0.1, the paper's]."),
-    ("--batch-size", "batch_size", int, "Starting batch size [default: 32, the paper's]."),
-    ("--epochs", "epochs", int, "Epochs of every schedule [default: 20]."),
-    ("--stage-epochs", "stage_epochs", int, "Epochs per stage [default: epochs // 5, five stages as the paper's]."),
-    ("--gamma", "gamma", float,
-     "Factor in (0, 1) that delta is multiplied by per stage (step: the lr, at its milestones) "
-     "[default: 1/sqrt(2), the paper's; step 0.1]."),
-    ("--max-batch-size", "max_batch_size", int, "Cap on the growing batch size [default: none]."),
-    ("--min-lr", "min_lr", float, "Floor of the decaying learning rate [default: 0]."),
-    ("--noise-sample", "noise_sample", int,
-     "Training examples on which the gradient noise C is estimated at each stage start [default: 1024]."),
-    ("--method", "method", str, "gradient, or hybrid (one ES generation per epoch on layer 0, MLP only) [default: gradient]."),
-    ("--seed", "seed", int, "Seed of the initialisation and the mini-batch order (the same for every schedule)."),
-    ("--limit-train", "limit_train", int, "Use only the first N training examples (quick looks)."),
-    ("--limit-test", "limit_test", int, "Use only the first N test and validation examples."),
-    ("--data-dir", "data_dir", click.Path(file_okay=False),
-     DATA_DIR_HELP),
-    ("--device", "device", str, "auto (a GPU when there is one), cpu, cuda or cuda:N [default: auto]."),
-]
+#: The train settings this command takes, as `evoprop train` has them (help, type, range: from the fields);
+#: None defaults, so that only what the user typed overrides the config file, which overrides the
+#: preset, which overrides the defaults.
+SETTINGS = ("dataset", "model", "depth", "width", "resnet_width", "optimizer", "lr", "batch_size", "epochs",
+            "stage_epochs", "gamma", "max_batch_size", "min_lr", "noise_sample", "method", "seed", "limit_train",
+            "limit_test", "data_dir", "device")
 
 
-def _with_options(func):
-    for flag, field, type_, help_ in reversed(_OPTIONS):
-        metavar = {str: "NAME", int: "N", float: "X"}.get(type_)
-        func = click.option(flag, field, type=type_, default=None, help=help_, metavar=metavar)(func)
-    return func
+def _shown_defaults() -> dict:
+    """The defaults of experiments/graduated.py (not TrainConfig's), as --help shows them."""
+    from evoprop.experiments.graduated import DEFAULTS
+
+    paper = {"lr", "batch_size"}  # the paper's starting values
+    return {k: f"{v}, the paper's" if k in paper else v for k, v in DEFAULTS.items()}
 
 
 @click.command("graduated")
@@ -60,7 +37,7 @@ def _with_options(func):
                    "batch 32, gamma 1/sqrt(2)); hours on a GPU. Options given here override it.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML or JSON file of base settings (as for 'evoprop train'); options given here override it.")
-@_with_options
+@setting_options(SETTINGS, defaults=_shown_defaults())
 @click.option("--out", default="graduated", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the comparison: OUT/<schedule>/ run directories, OUT/table.csv, table.md, graduated.png.")
 @click.option("--progress/--no-progress", default=None,

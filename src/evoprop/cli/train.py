@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import types
+import typing
 
 import click
 
-from evoprop.config import TrainConfig, allowed_values, merge_lr
-from evoprop.data import DATASETS
-from evoprop.data.sources import DATA_DIR_HELP
-from evoprop.es import STRATEGIES
+from evoprop.config import Setting, TrainConfig, allowed_values, merge_lr
 from evoprop.errors import ConfigError
-from evoprop.models import ACTIVATIONS, MODELS
-from evoprop.optim import OPTIMIZERS, parse_option_value
+from evoprop.optim import parse_option_value
 from evoprop.runs import run_training, summary_line
 
-_DEFAULTS = TrainConfig()
 
-
-class _EpochList(click.ParamType):
-    """'10,15' -> [10, 15] (the step schedule's milestones)."""
+class _IntList(click.ParamType):
+    """'10,15' -> [10, 15]: a list[int] setting (the step schedule's milestones, the ES's layers)."""
 
     name = "N[,N...]"
+    #: field -> (what the values are, and whether a bad one is a setting error as in a config file,
+    #: rather than a usage error): es_layers' message has always been the setting's own.
+    WORDS = {"milestones": ("epoch numbers such as 10 or 10,15", False),
+             "es_layers": ("layer indices such as 0 or 0,1", True)}
+
+    def __init__(self, field: str, flag: str):
+        self.words, self.as_setting_error = self.WORDS.get(field, ("integers such as 1 or 1,2", False))
+        self.flag = flag
 
     def convert(self, value, param, ctx):
         if isinstance(value, list):
@@ -29,150 +34,97 @@ class _EpochList(click.ParamType):
         try:
             return [int(part) for part in str(value).split(",")]
         except ValueError:
-            self.fail(f"expects epoch numbers such as 10 or 10,15, got '{value}'", param, ctx)
-
-# option flag -> (TrainConfig field, click type, help). Every option defaults to None so that
-# only what the user typed overrides the config file, which overrides TrainConfig's defaults.
-_OPTIONS: list[tuple[str, str, object, str]] = [
-    ("--method", "method", str,
-     "gradient: the optimizer alone; hybrid: the paper's Algorithm 2 (each epoch one ES generation on the searched "
-     "layer(s), the best candidate written in, then one epoch of the optimizer on all layers); es: the evolution "
-     "strategy alone (the paper's 'CMA-ES' rows)."),
-    ("--dataset", "dataset", str, f"Data set: {', '.join(DATASETS)} (cifar10-gray: Gray = 0.299R + 0.587G + 0.114B)."),
-    ("--data-dir", "data_dir", click.Path(file_okay=False),
-     DATA_DIR_HELP),
-    ("--split", "split", str,
-     "paper: MNIST's first 55,000 training images as 49,500 train / 5,500 test, CIFAR-10's 50,000 as "
-     "40,000 / 10,000; official: the official train and test sets."),
-    ("--val-fraction", "val_fraction", float,
-     "Fraction of the train part held out for validation (the honest protocol); 0 trains on all of it."),
-    ("--split-seed", "split_seed", int, "Seed of the train/val/test permutation (independent of --seed)."),
-    ("--standardize/--no-standardize", "standardize", None,
-     "Standardise inputs per channel with the train split's mean and std (pixels are in [0, 1] either way)."),
-    ("--limit-train", "limit_train", int, "Use only the first N training examples (quick experiments) [default: all]."),
-    ("--limit-test", "limit_test", int, "Use only the first N test (and validation) examples [default: all]."),
-    ("--model", "model", str,
-     f"Model: {', '.join(MODELS)}. resnet18 (CIFAR-style stem, 1 or 3 input channels) trains with --method "
-     "gradient; --depth, --width, --activation and --init are the MLP's."),
-    ("--depth", "depth", int, "Number of weight layers: 1 = softmax regression, 10 = nine hidden layers."),
-    ("--width", "width", int, "Units in every hidden layer."),
-    ("--activation", "activation", str, f"Hidden activation: {', '.join(ACTIVATIONS)}."),
-    ("--init", "init", str,
-     "Weight initialisation: glorot (Glorot-uniform, the default: with PyTorch's own default a 10-layer ReLU "
-     "MLP trained by SGD stays at chance), lecun, he, torch."),
-    ("--optimizer", "optimizer", str, f"Gradient optimizer: {', '.join(OPTIMIZERS)} (see 'evoprop optimizers')."),
-    ("--lr", "lr", float, "Learning rate [default: the optimizer's own, e.g. sgd 0.01, adam 0.001]."),
-    ("--batch-size", "batch_size", int, "Mini-batch size of the gradient optimizer."),
-    ("--resnet-width", "resnet_width", int, "Channels of the ResNet's first stage (64: ResNet-18; 16 trains on a CPU)."),
-    ("--schedule", "schedule", str,
-     "Learning-rate / batch-size schedule, with the gradient noise C and the smoothing degree delta = lr*C/sqrt(b) "
-     "logged per epoch: constant; lr-decay (lr *= gamma per stage); batch-growth (batch /= gamma^2); hybrid "
-     "(lr *= sqrt(gamma), batch /= gamma: delta *= gamma); step (lr *= gamma at the milestones); cosine "
-     "[default: none, nothing logged]."),
-    ("--stage-epochs", "stage_epochs", int, "Epochs per stage of the schedule [default: epochs // 5]."),
-    ("--gamma", "gamma", float,
-     "Factor per stage in (0, 1): delta (step: the lr) is multiplied by it [default: 1/sqrt(2), step 0.1]."),
-    ("--milestones", "milestones", _EpochList(),
-     "step schedule: epochs after which lr *= gamma, e.g. 10,15 [default: 1/2 and 3/4 of the epochs]."),
-    ("--max-batch-size", "max_batch_size", int, "Largest batch a batch-growth or hybrid schedule grows to [default: no cap]."),
-    ("--min-lr", "min_lr", float, "Smallest learning rate a schedule lowers to (cosine: its end)."),
-    ("--noise-sample", "noise_sample", int,
-     "Training examples on which the gradient noise C is estimated at each stage start; 0: off."),
-    ("--strategy", "strategy", str,
-     f"Evolution strategy (hybrid, es): auto, {', '.join(STRATEGIES)}. auto: standard CMA-ES (cma) when its full "
-     "covariance fits in memory (d up to ~10k), else separable CMA-ES."),
-    ("--popsize", "popsize", int, "Population size: candidates evaluated per generation [default: the strategy's, 4 + 3 ln d]."),
-    ("--sigma0", "sigma0", float, "Initial step size [default: the standard deviation of the initial searched weights]."),
-    ("--es-batch-size", "es_batch_size", int, "Mini-batch on which each generation's candidates are evaluated."),
-    ("--generations-per-epoch", "generations_per_epoch", int,
-     "ES generations per epoch [default: hybrid 1, spread evenly over the epoch's gradient steps when more; "
-     "es one per mini-batch over the training split]."),
-    ("--combine", "combine", str,
-     "hybrid: how each generation meets the gradient-trained layer. paper: the ES mean evolves on its own and the "
-     "generation's best is written in (Algorithm 2); sync: the mean is moved to the trained layer first; elitist: as "
-     "sync, and the best candidate replaces the trained layer only if it has a lower loss on an independent acceptance "
-     "batch (--accept-batch-size); inject: the ES keeps its mean, the trained layer is injected into its population "
-     "(Hansen 2011), with elitist's acceptance; disjoint: the ES alone trains the searched layer, the optimizer the rest."),
-    ("--sync-mean/--no-sync-mean", "sync_mean", None,
-     "hybrid: the same as --combine sync (move the ES mean to the trained layer before each generation)."),
-    ("--accept-batch-size", "accept_batch_size", int,
-     "hybrid, --combine elitist or inject: training examples in each generation's acceptance mini-batch, drawn from "
-     "its own seeded stream."),
-    ("--es-loss", "es_loss", str,
-     "What the ES minimises on its mini-batch (hybrid, es): nll (cross-entropy), error (1 - accuracy) or f1 "
-     "(1 - macro-F1), computed for all candidates at once; the gradient optimizer keeps cross-entropy."),
-    ("--es-write", "es_write", str,
-     "What the ES writes into the model after a generation: best or mean [default: hybrid best (the paper), es mean]."),
-    ("--es-precision", "es_precision", str,
-     "Arithmetic of the candidates' forward pass: auto, float32 or bfloat16. bfloat16 is about 1.5-2x faster on CPUs "
-     "with AVX512-BF16/AMX and on NVIDIA Ampere or later, and ranks the candidates the same to ~1e-4 (the model, the "
-     "written weights and the ES state stay float32). auto: bfloat16 where the hardware has it and the searched "
-     "layer has layers after it (they are what runs in bfloat16), else float32; the choice is recorded in "
-     "config.yaml [default: auto]."),
-    ("--max-memory", "max_memory", str,
-     "Memory budget of one population pass, e.g. 2G; larger populations run in chunks [default: 1/4 of free memory]."),
-    ("--epochs", "epochs", int, "Number of epochs (with --resume: the new total, to extend a run)."),
-    ("--seed", "seed", int, "Seed of the model's initialisation and of the mini-batch order."),
-    ("--device", "device", str, "auto (a GPU when there is one), cpu, cuda or cuda:N."),
-    ("--eval-batch-size", "eval_batch_size", int, "Batch size for evaluation (memory only; results do not change)."),
-]
+            if self.as_setting_error:
+                raise ConfigError(f"{self.flag} expects {self.words}, got '{value}'") from None
+            self.fail(f"expects {self.words}, got '{value}'", param, ctx)
 
 
 _METAVARS = {str: "NAME", int: "N", float: "X"}
 
 
-def _option(flag: str, field: str, type_, help_: str):
-    default = getattr(_DEFAULTS, field)
-    allowed = allowed_values(field)
-    if allowed and allowed != "a positive integer":  # the range, from TrainConfig (its one statement)
-        text, bracket, rest = help_.partition(" [default:")
-        help_ = f"{text.rstrip('.')}: {allowed}." + (f"{bracket}{rest}" if bracket else "")
-    if "[default:" not in help_ and default is not None:
-        help_ = f"{help_} [default: {default}]"
-    if type_ is None:  # a boolean flag pair
-        return click.option(flag, field, default=None, help=help_)
-    return click.option(flag, field, type=type_, default=None, help=help_, metavar=_METAVARS.get(type_))
+def _parsed_type(hint):
+    """What an option of a field parses: the first type of its annotation other than None, unsubscripted
+    (int for ``int | None``, list for ``list[int] | None``, str for ``str | int | None``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
 
 
-def _with_options(func):
-    for row in reversed(_OPTIONS):
-        func = _option(*row)(func)
-    return func
+def setting_flag(name: str, config_class: type = TrainConfig) -> str:
+    """The option of TrainConfig field ``name``: its metadata's flag, else --name-with-dashes."""
+    return config_class.settings()[name].flag or "--" + name.replace("_", "-")
 
 
-def train_options(*flags: str):
-    """Decorator: the named options of `evoprop train` (same name, type and help; default None), for a
-    command that passes them on to its runs, e.g. ``@train_options("--device", "--data-dir")``."""
-    rows = [row for row in _OPTIONS if row[0].split("/")[0] in flags]
-    missing = set(flags) - {row[0].split("/")[0] for row in rows}
-    if missing:
-        raise ValueError(f"evoprop train has no option {', '.join(sorted(missing))}")
+def setting_option(name: str, *, default=None, config_class: type = TrainConfig):
+    """The click option of TrainConfig field ``name``, everything from the field: its type (the
+    annotation), help (its ``setting(help=...)`` with the choices), range and default (``default``: the
+    one a command shows instead). It defaults to None, so that only what the user typed overrides a
+    config file, which overrides the defaults; a "pairs" setting (--opt) gives a tuple of KEY=VALUE."""
+    f = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    meta: Setting = f.metadata["setting"]
+    base = _parsed_type(typing.get_type_hints(config_class)[name])
+    flag = setting_flag(name, config_class)
+    help_ = meta.help_text()
+    allowed = allowed_values(name) if name in TrainConfig.field_names() else None
+    if allowed and allowed != "a positive integer":  # the range, from the field (its one statement)
+        help_ = f"{help_.rstrip('.')}: {allowed}."
+    if default is None and meta.default_text is None and f.default is not dataclasses.MISSING:
+        default = f.default  # a factory's ({} for --opt) is not shown
+    shown = default if default is not None else meta.default_text
+    if shown is not None:
+        help_ = f"{help_} [default: {shown}]"
+    if meta.cli_type == "pairs":
+        return click.option(flag, name, multiple=True, metavar="KEY=VALUE", help=help_)
+    if base is bool:  # a flag pair
+        return click.option(f"{flag}/--no-{flag.removeprefix('--')}", name, default=None, help=help_)
+    type_ = {list: _IntList(name, flag), int: int, float: float}.get(base, str)
+    if meta.cli_type == "directory":
+        type_ = click.Path(file_okay=False)
+    return click.option(flag, name, type=type_, default=None, help=help_,
+                        metavar=meta.metavar or _METAVARS.get(type_))
+
+
+def setting_options(names=None, *, defaults: dict | None = None, plain: bool = False,
+                    config_class: type = TrainConfig):
+    """Decorator: the options of TrainConfig fields ``names`` (all, in field order, when None), as
+    :func:`setting_option` makes them; ``defaults``: the defaults this command shows instead of
+    TrainConfig's; ``plain``: leave out the repeatable KEY=VALUE settings (--opt, --es-opt)."""
+    settings = config_class.settings()
+    names = list(settings) if names is None else list(names)
+    unknown = [n for n in names if n not in settings]
+    if unknown:
+        raise ValueError(f"TrainConfig has no field {', '.join(unknown)}")
+    names = [n for n in names if not (plain and settings[n].cli_type == "pairs")]
 
     def decorate(func):
-        for row in reversed(rows):
-            func = _option(*row)(func)
+        for name in reversed(names):
+            func = setting_option(name, default=(defaults or {}).get(name), config_class=config_class)(func)
         return func
 
     return decorate
 
 
+def train_options(*flags: str):
+    """Decorator: the named options of `evoprop train` (same name, type and help; default None), for a
+    command that passes them on to its runs, e.g. ``@train_options("--device", "--data-dir")``."""
+    by_flag = {setting_flag(name): name for name in TrainConfig.field_names()}
+    missing = sorted(set(flags) - set(by_flag))
+    if missing:
+        raise ValueError(f"evoprop train has no option {', '.join(missing)}")
+    return setting_options([name for name in TrainConfig.field_names() if setting_flag(name) in flags])
+
+
 @click.command("train")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML or JSON file of settings (keys as the options, e.g. batch_size: 64); options given here override it.")
-@_with_options
-@click.option("--opt", "opt", multiple=True, metavar="KEY=VALUE",
-              help="An optimizer hyperparameter, repeatable: --opt momentum=0.95 --opt 'betas=[0.9, 0.99]'.")
-@click.option("--es-layers", "es_layers", metavar="I[,J...]",
-              help="Indices of the weight layers the ES searches, e.g. 0 or 0,1 [default: hybrid 0, es all].")
-@click.option("--es-opt", "es_opt", multiple=True, metavar="KEY=VALUE",
-              help="A strategy option, repeatable (see evoprop.es), e.g. --es-opt memory=20 for lmma.")
+@setting_options()
 @click.option("--out", type=click.Path(file_okay=False),
               help="Run directory to create [default: runs/<time>-<dataset>-d<depth>-<method>-<optimizer>].")
 @click.option("--resume", type=click.Path(file_okay=False),
               help="Continue the run in this directory from its last completed epoch, with its saved settings.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar per epoch [default: when the terminal is interactive].")
-def train_command(config_file, opt, es_layers, es_opt, out, resume, progress, **options) -> None:
+def train_command(config_file, optimizer_options, strategy_options, out, resume, progress, **options) -> None:
     """Train a model with a gradient optimizer, an evolution strategy, or both, and record every epoch.
 
     Writes RUN_DIR/config.yaml, metrics.jsonl (train/test/val loss, accuracy, macro-F1 and
@@ -192,9 +144,8 @@ def train_command(config_file, opt, es_layers, es_opt, out, resume, progress, **
       evoprop train --dataset mnist --depth 10 --lr 0.1 --batch-size 32 --schedule hybrid --stage-epochs 5
       --epochs 25
     """
+    opt, es_opt = optimizer_options, strategy_options
     given = {k: v for k, v in options.items() if v is not None}
-    if es_layers is not None:
-        given["es_layers"] = _parse_layers(es_layers)
     if progress is None:
         progress = sys.stderr.isatty()
     if resume is not None:
@@ -218,13 +169,6 @@ def train_command(config_file, opt, es_layers, es_opt, out, resume, progress, **
             config.strategy_options = {**config.strategy_options, **_parse_opts(es_opt, "--es-opt")}
         summary, run = run_training(config, out=out, progress=progress)
     click.echo(summary_line(summary, run))
-
-
-def _parse_layers(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"--es-layers expects layer indices such as 0 or 0,1, got '{text}'") from None
 
 
 def _parse_opts(pairs: tuple[str, ...], flag: str) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from evoprop.cli.train import _with_options
+from evoprop.cli.train import setting_options
 from evoprop.tune.settings import METRICS, PRUNERS, SAMPLERS, load_tune_config
 from evoprop.tune.storage import shown
 
@@ -43,7 +43,7 @@ from evoprop.tune.storage import shown
                    "trial's value; compare: a person picks the worst of study.waiting trials shown side by side "
                    "[default: study.human, else off].")
 @click.option("--verbose", is_flag=True, help="Print every epoch of every trial, not one line per trial.")
-@_with_options
+@setting_options(plain=True)  # --opt/--es-opt: the tune file's optimizer_options/strategy_options
 def tune_command(config_file, n_trials, storage, study_name, n_jobs, out, artifact_dir, sampler, sampler_seed,
                  pruner, metric, human, verbose, **train_options) -> None:
     """Search training settings with Optuna; every trial is an ordinary run directory.

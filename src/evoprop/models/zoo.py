@@ -26,6 +26,13 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, de
     raise ConfigError(f"unknown model '{name}'; valid: {', '.join(MODELS)}")
 
 
+def check_model_settings(config) -> None:
+    """The model group's rule across settings (called by ``TrainConfig.validate``)."""
+    if config.model != "mlp" and config.method != "gradient":
+        raise ConfigError(f"method {config.method} searches MLP layers by index; model {config.model} trains with "
+                          "--method gradient only")
+
+
 def model_tag(name: str, depth: int, resnet_width: int = 64) -> str:
     """A short name of the network, for run-directory names and report labels: "d10" (an MLP of
     10 weight layers), "resnet18", or "resnet18-w16" for a narrower ResNet-18."""

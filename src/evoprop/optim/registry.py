@@ -75,6 +75,11 @@ def check_options(name: str, options: dict[str, Any]) -> OptimizerSpec:
     return spec
 
 
+def check_optimizer_settings(config) -> None:
+    """The optimizer group of a TrainConfig (called by ``TrainConfig.validate``): it takes its options."""
+    check_options(config.optimizer, config.optimizer_options)
+
+
 def make_optimizer(
     name: str,
     params: Iterable[torch.nn.Parameter],

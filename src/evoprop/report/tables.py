@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from evoprop.config import TrainConfig, applies, applies_to_method
 from evoprop.errors import ConfigError, EvopropError
 from evoprop.report.stats import paired_difference
 from evoprop.train.summary import summarize, time_to_target
@@ -44,9 +45,11 @@ from evoprop.models import model_tag
 from evoprop.runs.labels import method_label
 from evoprop.runs.rundir import CONFIG, METRICS, RunDir, find_runs, is_run
 
-#: Settings that do not change what a run computes (or only name where it runs):
-#: runs differing only in these are the same method.
-NOT_A_SETTING = ("seed", "epochs", "data_dir", "device", "eval_batch_size", "max_memory", "sigma0")
+#: Settings that do not change what a run computes (or only name where it runs), or that differ between
+#: the runs of one method (seed, epochs, the resolved sigma0): runs differing only in these are the same
+#: method. From each field's metadata (``affects_results``, ``identifies_method``).
+NOT_A_SETTING = tuple(name for name, s in TrainConfig.settings().items()
+                      if not (s.affects_results and s.identifies_method))
 
 #: table.csv's columns: the required ones first, in this order, then the details.
 CSV_COLUMNS = (
@@ -209,14 +212,6 @@ def es_options(config: dict) -> str:
     return ", ".join(parts)
 
 
-_GRADIENT_ONLY = ("optimizer", "lr", "optimizer_options", "batch_size")
-_ES_ONLY = ("strategy", "popsize", "es_batch_size", "es_layers", "generations_per_epoch", "sync_mean", "es_write",
-            "strategy_options", "es_precision", "combine", "accept_batch_size", "es_loss")
-_HIDDEN_ONLY = ("width", "activation")
-_MLP_ONLY = ("depth", "width", "activation", "init")
-_RESNET_ONLY = ("resnet_width",)
-
-
 def network(config: dict) -> str:
     """The data set and network of a run, as a label prefix: "mnist d10", "cifar10 resnet18"."""
     tag = model_tag(config.get("model", "mlp"), config.get("depth"), config.get("resnet_width", 64))
@@ -226,19 +221,10 @@ def network(config: dict) -> str:
 def relevant_settings(config: dict) -> dict[str, Any]:
     """The settings that shape what a run computes: not NOT_A_SETTING, and not those its method or
     depth ignores (a gradient run's popsize, an ES-only run's learning rate, a 1-layer net's width)."""
-    method = config.get("method")
-    skip = set(NOT_A_SETTING)
-    if method == "es":
-        skip.update(_GRADIENT_ONLY)
-    if method == "gradient":
-        skip.update(_ES_ONLY)
-    if config.get("model", "mlp") == "mlp":
-        skip.update(_RESNET_ONLY)
-        if config.get("depth") == 1:
-            skip.update(_HIDDEN_ONLY)
-    else:
-        skip.update(_MLP_ONLY)
-    return {k: v for k, v in config.items() if k not in skip}
+    return {k: v for k, v in config.items() if k not in NOT_A_SETTING and (k not in _FIELDS or applies(k, config))}
+
+
+_FIELDS = set(TrainConfig.field_names())
 
 
 def _setting_key(config: dict) -> str:
@@ -438,11 +424,8 @@ def table_rows(groups: list[Group], *, target_f1: float | None = None,
             "seeds": ";".join(str(r.seed) for r in recs),
             "runs": len(recs),
             "training": method,
-            "optimizer": cfg.get("optimizer") if method != "es" else None,
-            "lr": cfg.get("lr") if method != "es" else None,
-            "batch_size": cfg.get("batch_size") if method != "es" else None,
-            "strategy": cfg.get("strategy") if method != "gradient" else None,
-            "popsize": cfg.get("popsize") if method != "gradient" else None,
+            **{name: cfg.get(name) if applies_to_method(name, method) else None
+               for name in ("optimizer", "lr", "batch_size", "strategy", "popsize")},
             "es_options": es_options(cfg) or None,
             "dataset": cfg.get("dataset"),
             "dataset_note": next((r.summary.get("dataset_note") for r in recs if r.summary.get("dataset_note")), None),

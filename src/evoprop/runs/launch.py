@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as _dt
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 import evoprop
-from evoprop.config import TrainConfig, parse_bytes
+from evoprop.config import TrainConfig, applies_to_method, parse_bytes
 from evoprop.data import load_dataset
 from evoprop.device import describe_machine, resolve_device
 from evoprop.errors import EvopropError, TrainingDiverged
@@ -23,7 +25,7 @@ from evoprop.runs.rundir import CONFIG, RunDir, current_owner
 from evoprop.runs.sizes import check_fits
 from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
 from evoprop.train.hybrid import gradient_params
-from evoprop.train.schedules import TrainingSchedule, resolve_schedule_config, schedule_from_config
+from evoprop.train.schedules import TrainingSchedule, schedule_defaults, schedule_from_config
 
 CHECKPOINT_FORMAT = 1
 
@@ -40,13 +42,13 @@ class StopRun(Exception):
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
-    """Validate, and write the optimizer's default lr into the config so the run records it."""
-    config.validate()
-    if config.lr is None:
-        config.lr = get_spec(config.optimizer).defaults.get("lr")
-    resolve_schedule_config(config)  # stage length, gamma, milestones: recorded so a resume keeps them
-    schedule_from_config(config)  # raises on a schedule the resolved lr cannot follow (min_lr >= lr)
-    return config
+    """A new config: ``config`` validated, with the optimizer's default lr and the schedule's defaults
+    written in so the run records them (``config`` itself is left as it was)."""
+    resolved = copy.deepcopy(config).validate()
+    if resolved.lr is None:
+        resolved = dataclasses.replace(resolved, lr=get_spec(resolved.optimizer).defaults.get("lr"))
+    # stage length, gamma, milestones: recorded so a resume keeps them
+    return dataclasses.replace(resolved, **schedule_defaults(resolved))
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -58,6 +60,13 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     """Everything a run needs, built deterministically from ``config`` (model init is seeded)."""
+    return build_run(config, progress=progress)[0]
+
+
+def build_run(config: TrainConfig, *, progress: bool = False) -> tuple[Trainer, TrainConfig]:
+    """The trainer of :func:`build_trainer`, and a new config holding what "auto" and the ES defaults
+    resolved to (strategy, sigma0, popsize, es_precision, combine), so the saved config rebuilds this
+    exact run; ``config`` itself is left as it was."""
     device = resolve_device(config.device)
     data = load_dataset(
         config.dataset,
@@ -78,7 +87,7 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     common = dict(seed=config.seed, eval_batch_size=config.eval_batch_size, progress=progress)
     if config.method == "gradient":
         optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, model=model, **config.optimizer_options)
-        return Trainer(model, optimizer, data, batch_size=config.batch_size, schedule=_schedule(config), **common)
+        return Trainer(model, optimizer, data, batch_size=config.batch_size, schedule=_schedule(config), **common), config
 
     es_only = config.method == "es"
     search = LayerSearch(
@@ -96,20 +105,19 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
         precision=config.es_precision,
         **config.strategy_options,
     )
-    # record what "auto"/defaults resolved to, so the saved config rebuilds this exact run
-    config.strategy, config.sigma0, config.popsize = search.strategy_name, search.sigma0, search.strategy.popsize
-    config.es_precision = search.evaluator.precision
-    config.combine = search.combine
+    resolved = dataclasses.replace(config, strategy=search.strategy_name, sigma0=search.sigma0,
+                                   popsize=search.strategy.popsize, es_precision=search.evaluator.precision,
+                                   combine=search.combine)
     if es_only:
         return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
-                         generations_per_epoch=config.generations_per_epoch, **common)
+                         generations_per_epoch=config.generations_per_epoch, **common), resolved
     optimizer = make_optimizer(config.optimizer, gradient_params(model, search), lr=config.lr, model=model,
                                **config.optimizer_options)
     trainer = HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
                             es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
                             accept_batch_size=config.accept_batch_size, **common)
     trainer.schedule = _schedule(config)
-    return trainer
+    return trainer, resolved
 
 
 def _schedule(config: TrainConfig) -> TrainingSchedule | None:
@@ -145,13 +153,13 @@ def run_training(
                                "wait for it to finish or stop it before resuming")
     config = run.read_config() if run is not None else (config or TrainConfig())
     if epochs is not None:
-        config.epochs = epochs
+        config = dataclasses.replace(config, epochs=epochs)
     config = resolve_config(config)
     if run is None:
         target = RunDir(out or default_run_dir(config))
         target.ensure_new()
     # Build (and so check data, device, optimizer) before anything is written to disk.
-    trainer = build_trainer(config, progress=progress)
+    trainer, config = build_run(config, progress=progress)
     if run is None:
         run = RunDir.create(target.path, config)
     elif run.has_checkpoint():
@@ -215,17 +223,13 @@ def _load_checkpoint(run: RunDir, trainer: Trainer) -> None:
 
 def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
     data = trainer.data
+    method_only = {name: getattr(config, name) if applies_to_method(name, config.method) else None
+                   for name in ("optimizer", "lr", "strategy", "popsize", "combine", "es_loss", "es_precision")}
     return {
         "method": config.method,
         "dataset": config.dataset,
         "dataset_note": data.source_note,
-        "optimizer": config.optimizer if config.method != "es" else None,
-        "lr": config.lr if config.method != "es" else None,
-        "strategy": config.strategy if config.method != "gradient" else None,
-        "popsize": config.popsize if config.method != "gradient" else None,
-        "combine": config.combine if config.method == "hybrid" else None,
-        "es_loss": config.es_loss if config.method != "gradient" else None,
-        "es_precision": config.es_precision if config.method != "gradient" else None,
+        **method_only,
         "batch_size": config.batch_size,
         "model": config.model,
         "schedule": config.schedule,

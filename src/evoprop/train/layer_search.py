@@ -35,6 +35,29 @@ WRITE_MODES = ("best", "mean")
 ELITIST = ("elitist", "inject")  # the model's layer competes; a challenger must beat it on the acceptance batch
 
 
+def check_evolution_settings(config) -> None:
+    """The evolution group of a TrainConfig (called by ``TrainConfig.validate``): what depends on several
+    settings (each one's type, range and choices are checked from its metadata first)."""
+    from evoprop.config import parse_bytes
+
+    if config.es_layers is not None:
+        if not config.es_layers:
+            raise ConfigError("es_layers must be a non-empty list of layer indices, got []")
+        bad = [i for i in config.es_layers if not -config.depth <= i < config.depth]
+        if bad:
+            raise ConfigError(f"es_layers {bad} do not exist in a network of depth {config.depth} "
+                              f"(indices 0..{config.depth - 1})")
+        resolved = [i % config.depth for i in config.es_layers]
+        twice = sorted({i for i in resolved if resolved.count(i) > 1})
+        if twice:
+            raise ConfigError(f"es_layers names layer(s) {', '.join(map(str, twice))} more than once "
+                              f"(got {config.es_layers}); give each layer once")
+    if config.max_memory is not None:
+        parse_bytes(config.max_memory)
+    if resolve_combine(config.combine, config.sync_mean) != "paper" and config.method == "es":
+        raise ConfigError(f"combine '{config.combine}' combines the ES with a gradient optimizer: use it with method hybrid")
+
+
 def choose_strategy(name: str, dim: int, device: torch.device) -> str:
     """``auto`` -> standard CMA-ES when its full covariance fits in memory, else separable CMA-ES.
 

@@ -166,7 +166,12 @@ def check_schedule(name: str, *, lr: float | None, batch_size: int, epochs: int,
 
 
 def check_schedule_config(config) -> None:
-    """The schedule settings of a TrainConfig (called by ``TrainConfig.validate``)."""
+    """The schedule group of a TrainConfig (called by ``TrainConfig.validate``), with the lr the run will
+    start from (the optimizer's default when none is given: the optimizer group is checked before)."""
+    from evoprop.optim.registry import get_spec
+
+    if config.noise_sample == 1:
+        raise ConfigError("noise_sample must be 0 (off) or at least 2: a spread needs two gradients")
     if config.schedule is None:
         for name in ("stage_epochs", "gamma", "max_batch_size", "milestones"):
             if getattr(config, name) is not None:
@@ -176,29 +181,32 @@ def check_schedule_config(config) -> None:
     if config.method == "es":
         raise ConfigError("method es has no learning rate or batch size to schedule; use --method gradient or hybrid "
                           "with --schedule")
-    check_schedule(config.schedule, lr=config.lr, batch_size=config.batch_size, epochs=config.epochs,
+    lr = config.lr if config.lr is not None else get_spec(config.optimizer).defaults.get("lr")
+    check_schedule(config.schedule, lr=lr, batch_size=config.batch_size, epochs=config.epochs,
                    stage_epochs=config.stage_epochs, gamma=config.gamma, max_batch_size=config.max_batch_size,
                    min_lr=config.min_lr, milestones=config.milestones)
     # noise_sample's range is TrainConfig's (checked with or without a schedule)
 
 
-def resolve_schedule_config(config) -> None:
-    """Write the defaults a schedule resolves to into ``config``, so a resumed run keeps them.
+def schedule_defaults(config) -> dict[str, Any]:
+    """The values a schedule's unset settings resolve to, to be recorded so a resumed run keeps them.
 
     stage_epochs: epochs // 5 (five stages, as the paper's 200 epochs in stages of 40), at least 1;
     gamma: 1/√2 (step: 0.1); milestones (step): half and three quarters of the epochs.
     """
     if config.schedule is None:
-        return
+        return {}
+    resolved: dict[str, Any] = {}
     if config.stage_epochs is None:
-        config.stage_epochs = max(1, config.epochs // DEFAULT_STAGES)
+        resolved["stage_epochs"] = max(1, config.epochs // DEFAULT_STAGES)
     if config.gamma is None and config.schedule in DEFAULT_GAMMA:
-        config.gamma = DEFAULT_GAMMA[config.schedule]
+        resolved["gamma"] = DEFAULT_GAMMA[config.schedule]
     if config.schedule == "step" and config.milestones is None:
-        config.milestones = sorted({m for m in (config.epochs // 2, 3 * config.epochs // 4) if 1 <= m < config.epochs})
-        if not config.milestones:
+        resolved["milestones"] = sorted({m for m in (config.epochs // 2, 3 * config.epochs // 4) if 1 <= m < config.epochs})
+        if not resolved["milestones"]:
             raise ConfigError(f"a step schedule over {config.epochs} epoch(s) has no epoch to step at; "
                               "give more epochs or --milestones")
+    return resolved
 
 
 def schedule_from_config(config) -> Schedule | None:
