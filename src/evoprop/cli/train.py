@@ -8,6 +8,7 @@ import click
 
 from evoprop.config import TrainConfig, allowed_values, merge_lr
 from evoprop.data import DATASETS
+from evoprop.distributed import is_main
 from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.es import STRATEGIES
 from evoprop.errors import ConfigError
@@ -217,7 +218,8 @@ def train_command(config_file, opt, es_layers, es_opt, out, resume, progress, **
         if es_opt:
             config.strategy_options = {**config.strategy_options, **_parse_opts(es_opt, "--es-opt")}
         summary, run = run_training(config, out=out, progress=progress)
-    click.echo(summary_line(summary, run))
+    if is_main():  # under torchrun only rank 0 prints
+        click.echo(summary_line(summary, run))
 
 
 def _parse_layers(text: str) -> list[int]:

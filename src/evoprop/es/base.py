@@ -453,7 +453,7 @@ class Strategy(abc.ABC):
             f0 = float(f[i0])
             if f0 < self._best_f:
                 self._best_f = f0
-                self._best_x = self._row(x, i0, start, stop)
+                self._best_x = self.population_row(x, i0)
             self._fhist.append(f0)
             self._update(z, y, order.to(self._device), f)
         self._pending = None
@@ -461,8 +461,10 @@ class Strategy(abc.ABC):
         self._generation += 1
         self._check_state()
 
-    def _row(self, x: torch.Tensor, i: int, start: int, stop: int) -> torch.Tensor:
-        """Row ``i`` of the whole population (a copy), from the process that holds it when sharded."""
+    def population_row(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Row ``i`` of the whole population (a copy), given this process's rows ``x`` (those ``ask``
+        returned): sharded, it comes from the process that holds it (every process must call this)."""
+        start, stop = self._local_rows()
         if self._shard is None:
             return x[i - start].clone()
         row = x[i - start].clone() if start <= i < stop else torch.zeros_like(x[0])

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 import evoprop
+from evoprop import distributed as dist
 from evoprop.config import TrainConfig, parse_bytes
 from evoprop.data import load_dataset
 from evoprop.device import describe_machine, resolve_device
@@ -19,6 +20,7 @@ from evoprop.models import build_model, model_tag
 from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
 from evoprop.runs.labels import method_label
+from evoprop.runs import ranks
 from evoprop.runs.rundir import CONFIG, RunDir, current_owner
 from evoprop.runs.sizes import check_fits
 from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
@@ -100,6 +102,8 @@ def build_trainer(config: TrainConfig, *, progress: bool = False) -> Trainer:
     config.strategy, config.sigma0, config.popsize = search.strategy_name, search.sigma0, search.strategy.popsize
     config.es_precision = search.evaluator.precision
     config.combine = search.combine
+    if getattr(search.strategy, "slices", 1) > 1:  # recorded: a resume, with any world size, draws the same slices
+        config.strategy_options = {**config.strategy_options, "slices": search.strategy.slices}
     if es_only:
         return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
                          generations_per_epoch=config.generations_per_epoch, **common)
@@ -147,14 +151,15 @@ def run_training(
     if epochs is not None:
         config.epochs = epochs
     config = resolve_config(config)
+    if dist.init(resolve_device(config.device)).distributed and not dist.is_main():  # torchrun: rank 0 prints
+        echo, progress = (lambda line: None), False
     if run is None:
-        target = RunDir(out or default_run_dir(config))
+        target = RunDir(ranks.agreed_path(Path(out or default_run_dir(config))))
         target.ensure_new()
     # Build (and so check data, device, optimizer) before anything is written to disk.
     trainer = build_trainer(config, progress=progress)
-    if run is None:
-        run = RunDir.create(target.path, config)
-    elif run.has_checkpoint():
+    run = ranks.open_run(target.path, config) if run is None else ranks.follow(run)
+    if resume is not None and run.has_checkpoint():
         _load_checkpoint(run, trainer)
         echo(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
     for stale in run.remove_stale_temporaries():  # left by a kill mid-write; no live process owns the run
@@ -240,6 +245,7 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "torch": torch.__version__,
         "machine": machine_name(trainer.data.train.x.device),
         "threads": torch.get_num_threads(),
+        "world_size": dist.current().world_size,
     }
 
 
