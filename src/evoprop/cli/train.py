@@ -10,6 +10,7 @@ import typing
 import click
 
 from evoprop.config import Setting, TrainConfig, allowed_values, merge_lr
+from evoprop.distributed import is_main
 from evoprop.errors import ConfigError
 from evoprop.optim import parse_option_value
 from evoprop.runs import run_training, summary_line
@@ -168,7 +169,8 @@ def train_command(config_file, optimizer_options, strategy_options, out, resume,
         if es_opt:
             config.strategy_options = {**config.strategy_options, **_parse_opts(es_opt, "--es-opt")}
         summary, run = run_training(config, out=out, progress=progress)
-    click.echo(summary_line(summary, run))
+    if is_main():  # under torchrun only rank 0 prints
+        click.echo(summary_line(summary, run))
 
 
 def _parse_opts(pairs: tuple[str, ...], flag: str) -> dict:

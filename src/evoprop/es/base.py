@@ -57,6 +57,7 @@ from evoprop.errors import ConfigError, StrategyDiverged
 
 from .constants import default_popsize, expected_norm, log_weights
 from . import draws
+from .slices import Shard, check_slices, slice_bounds, slice_seed
 
 __all__ = ["Best", "Strategy", "default_popsize", "expected_norm", "log_weights", "rank"]
 
@@ -184,11 +185,61 @@ class Strategy(abc.ABC):
         self._rng_before_ask: torch.Tensor | None = None
         self._injections: list[torch.Tensor] = []  # queued by inject(), used by the next ask()
         self._injected_rows = 0  # during _update: the first rows of the population were injected
+        # the population drawn in slices (see evoprop.es.slices; 1: one draw from _rng, as always)
+        self._slices = 1
+        self._slice_seed = seed
+        self._shard: Shard | None = None
 
     # -- defaults a subclass may change ---------------------------------
     @staticmethod
     def _default_popsize(dim: int) -> int:
         return default_popsize(dim)
+
+    # -- slices (see evoprop.es.slices) ----------------------------------
+    def _init_slices(self, slices: Any) -> None:
+        """Draw the population in ``slices`` slices, each from its own (seed, generation, slice) stream."""
+        self._slices = check_slices(slices, self._popsize)
+        if self._slices > 1 and self._slice_seed is None:
+            self._slice_seed = int(torch.randint(0, 2**62, (1,), generator=self._rng))
+
+    @property
+    def slices(self) -> int:
+        return self._slices
+
+    def shard(self, shard: Shard | None) -> None:
+        """Hold only ``shard``'s slices of each population (one process of several): ``ask`` returns
+        those rows, ``tell`` takes them with the fitness of the whole population (P values)."""
+        if shard is not None:
+            if shard.slices != self._slices:
+                raise ConfigError(f"the shard has {shard.slices} slices, the strategy draws {self._slices}")
+            if self._pending is not None:
+                raise ConfigError("shard() with an ask() pending: tell() it first")
+        self._shard = shard
+
+    def _owned_slices(self) -> range:
+        return self._shard.owned if self._shard is not None else range(self._slices)
+
+    def _local_rows(self) -> tuple[int, int]:
+        """The [start, stop) rows of the population this process holds."""
+        owned = self._owned_slices()
+        bounds = slice_bounds(self._popsize, self._slices)
+        return bounds[owned[0]][0], bounds[owned[-1]][1]
+
+    @property
+    def local_popsize(self) -> int:
+        """How many rows of each population this process draws and evaluates (popsize unless sharded)."""
+        start, stop = self._local_rows()
+        return stop - start
+
+    def _sliced_sums(self, parts: torch.Tensor) -> torch.Tensor:
+        """Per-slice partial sums of this process's slices, (n_owned, ...) -> their total over all S
+        slices, added in slice order (the same rounding however the slices are spread over processes)."""
+        if self._shard is not None:
+            parts = self._shard.gather(parts)
+        total = parts[0].clone()
+        for k in range(1, parts.shape[0]):
+            total.add_(parts[k])
+        return total
 
     # -- public read-only properties -------------------------------------
     @property
@@ -254,7 +305,7 @@ class Strategy(abc.ABC):
         fresh values each time (page faults that, at large P·d, cost a noticeable part of a generation).
         """
         if out is not None:
-            shape = (self._popsize, self._dim)
+            shape = (self.local_popsize, self._dim)
             if (not isinstance(out, torch.Tensor) or tuple(out.shape) != shape or out.dtype != self._work_dtype
                     or out.device != self._device or not out.is_contiguous()):
                 got = (tuple(out.shape), out.dtype, str(out.device)) if isinstance(out, torch.Tensor) else type(out)
@@ -264,11 +315,16 @@ class Strategy(abc.ABC):
         self._rng_before_ask = self._rng.get_state()
         z = self._standard_normal()
         x, y = self._candidates(z, out)
-        k = min(len(self._injections), self._popsize)
-        if k:  # injected solutions replace the first samples (as pycma's ask)
-            x[:k] = torch.stack(self._injections[:k]).to(device=self._device, dtype=self._work_dtype)
-        self._pending = {"z": z, "y": y, "x": x, "injected": self._injections[:k]}
-        self._injections = self._injections[k:]
+        k_all = min(len(self._injections), self._popsize)
+        # injected solutions replace the first samples (as pycma's ask); sharded, this process holds
+        # the part of rows [0, k_all) among its own rows [start, stop), a prefix of them
+        start, stop = self._local_rows()
+        mine = self._injections[start:min(stop, k_all)]
+        k = len(mine)
+        if k:
+            x[:k] = torch.stack(mine).to(device=self._device, dtype=self._work_dtype)
+        self._pending = {"z": z, "y": y, "x": x, "injected": mine, "injected_all": self._injections[:k_all]}
+        self._injections = self._injections[k_all:]
         # x's version counter (free to read) tells tell() whether the caller edited x in place
         self._pending_version = x._version
         return x
@@ -279,7 +335,7 @@ class Strategy(abc.ABC):
         m = self._mean.to(self._work_dtype).unsqueeze(0)
         if out is None and not self._keeps_y:  # the update needs only z: build x in y's memory
             return y.mul_(self._sigma).add_(m), None
-        x = out if out is not None else torch.empty(self._popsize, self._dim, device=self._device,
+        x = out if out is not None else torch.empty(z.shape[0], self._dim, device=self._device,
                                                     dtype=self._work_dtype)
         torch.add(m, y, alpha=self._sigma, out=x)  # contiguous even if y is a transposed view
         return x, (y if self._keeps_y else None)
@@ -292,10 +348,18 @@ class Strategy(abc.ABC):
         ``empty().normal_()``, so the samples are the same.
         Large CPU draws are split over parallel streams (see :mod:`evoprop.es.draws`).
         """
-        shape = (self._popsize, self._dim)
+        shape = (self.local_popsize, self._dim)
         buf = getattr(self, "_z_buffer", None)
         if buf is None or tuple(buf.shape) != shape or buf.dtype != self._work_dtype or buf.device != self._device:
             buf = self._z_buffer = torch.empty(shape, device=self._device, dtype=self._work_dtype)
+        if self._slices > 1:  # slice k from its own (seed, generation, k) stream (evoprop.es.slices)
+            start = self._local_rows()[0]
+            bounds = slice_bounds(self._popsize, self._slices)
+            g = torch.Generator(device=self._device)
+            for k in self._owned_slices():
+                g.manual_seed(slice_seed(self._slice_seed, self._generation, k))
+                buf[bounds[k][0] - start:bounds[k][1] - start].normal_(generator=g)
+            return buf
         if self._device.type == "cpu" and buf.numel() >= draws.PARALLEL_DRAW_MIN:
             return draws.parallel_normal(buf, self._rng)
         return buf.normal_(generator=self._rng)
@@ -354,9 +418,10 @@ class Strategy(abc.ABC):
         if self._pending is None:
             raise ConfigError("tell() called without a pending ask(): call ask() first")
         P, d = self._popsize, self._dim
-        if not isinstance(solutions, torch.Tensor) or tuple(solutions.shape) != (P, d):
+        start, stop = self._local_rows()
+        if not isinstance(solutions, torch.Tensor) or tuple(solutions.shape) != (stop - start, d):
             shape = tuple(solutions.shape) if isinstance(solutions, torch.Tensor) else type(solutions).__name__
-            raise ConfigError(f"tell() expects solutions of shape ({P}, {d}), got {shape}")
+            raise ConfigError(f"tell() expects solutions of shape ({stop - start}, {d}), got {shape}")
         f = torch.as_tensor(fitness).detach()
         if f.dim() == 2 and f.shape[1] == 1:
             f = f[:, 0]
@@ -388,13 +453,23 @@ class Strategy(abc.ABC):
             f0 = float(f[i0])
             if f0 < self._best_f:
                 self._best_f = f0
-                self._best_x = x[i0].clone()
+                self._best_x = self.population_row(x, i0)
             self._fhist.append(f0)
             self._update(z, y, order.to(self._device), f)
         self._pending = None
         self._injected_rows = 0
         self._generation += 1
         self._check_state()
+
+    def population_row(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Row ``i`` of the whole population (a copy), given this process's rows ``x`` (those ``ask``
+        returned): sharded, it comes from the process that holds it (every process must call this)."""
+        start, stop = self._local_rows()
+        if self._shard is None:
+            return x[i - start].clone()
+        row = x[i - start].clone() if start <= i < stop else torch.zeros_like(x[0])
+        k = next(j for j, (a, b) in enumerate(slice_bounds(self._popsize, self._slices)) if a <= i < b)
+        return self._shard.broadcast(row, self._shard.owner_of_slice(k))
 
     # -- hooks ---------------------------------------------------------------
     def _before_ask(self) -> None:
@@ -547,8 +622,10 @@ class Strategy(abc.ABC):
             "best_x": None if self._best_x is None else self._best_x.clone(),
             "rng": rng.clone(),
         }
+        if self._slices > 1:
+            sd["slices"], sd["slice_seed"] = self._slices, self._slice_seed
         # injected points not yet told (a pending ask re-draws them after a load)
-        queued = (self._pending["injected"] if self._pending is not None else []) + self._injections
+        queued = (self._pending["injected_all"] if self._pending is not None else []) + self._injections
         if queued:
             sd["injections"] = [v.clone() for v in queued]
         for k in self._state_tensors:
@@ -568,6 +645,9 @@ class Strategy(abc.ABC):
             raise ConfigError(
                 f"state_dict has dim={state['dim']}, popsize={state['popsize']}; "
                 f"this strategy has dim={self._dim}, popsize={self._popsize}")
+        if state.get("slices", 1) != self._slices:
+            raise ConfigError(f"state_dict's population is drawn in {state.get('slices', 1)} slice(s); this "
+                              f"strategy draws {self._slices} (set the strategy option slices to match)")
         dev = self._device
 
         def t(v: Any, dtype: torch.dtype | None = None) -> Any:
@@ -589,6 +669,8 @@ class Strategy(abc.ABC):
         for k in self._state_scalars:
             setattr(self, k, state[k])
         self._rng.set_state(state["rng"].cpu())
+        if self._slices > 1:
+            self._slice_seed = int(state["slice_seed"])
         self._pending = None
         self._injections = [t(v, self._state_dtype) for v in state.get("injections", [])]
         self._after_load()

@@ -15,13 +15,18 @@ from typing import Any
 import torch
 
 from .family import CMAFamily
+from .slices import slice_bounds
 
 
 class SepCMA(CMAFamily):
     """Diagonal CMA-ES.
 
     Args: as :class:`~evoprop.es.cma.CMA` (x0, sigma0, popsize, seed, mu, c1,
-    cmu, cc, cs, ds, state_dtype), without ``active`` and ``method``.
+    cmu, cc, cs, ds, state_dtype), without ``active`` and ``method``; and ``slices``: draw each
+    population in that many slices, each from its own (seed, generation, slice) stream, and add the
+    update's sums slice by slice (:mod:`evoprop.es.slices`), so that several processes can each hold
+    a share of the slices (:meth:`~evoprop.es.base.Strategy.shard`) and reach the state a single
+    process with the same ``slices`` reaches, bit for bit. 1 (the default): one draw, as always.
     """
 
     name = "sep"
@@ -34,9 +39,10 @@ class SepCMA(CMAFamily):
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
                  mu: int | None = None, c1: float | None = None, cmu: float | None = None,
                  cc: float | None = None, cs: float | None = None, ds: float | None = None,
-                 state_dtype: torch.dtype | None = None) -> None:
+                 state_dtype: torch.dtype | None = None, slices: int = 1) -> None:
         super().__init__(x0, sigma0, popsize, seed=seed, mu=mu, separable=True, state_dtype=state_dtype,
                          rates=dict(c1=c1, cmu=cmu, cc=cc, cs=cs, ds=ds))
+        self._init_slices(slices)
         n = self._dim
         self._var = torch.ones(n, device=self._device, dtype=self._state_dtype)  # diagonal of C
         self._std = torch.ones(n, device=self._device, dtype=self._work_dtype)
@@ -58,7 +64,7 @@ class SepCMA(CMAFamily):
 
     def _update(self, z: torch.Tensor, y: torch.Tensor, order: torch.Tensor, f: torch.Tensor) -> None:
         ws = self._by_sample(self._w, order).to(self._work_dtype)  # zero for the unselected
-        z_w, z_sq = weighted_moments(z, ws)  # Σ w_i z_i, Σ w_i z_i²
+        z_w, z_sq = self._moments(z, ws)  # Σ w_i z_i, Σ w_i z_i²
         z_w = z_w.to(self._state_dtype)  # = C^{-1/2} ⟨y⟩_w
         y_w = z_w * self._var.sqrt()  # ⟨y⟩_w = D ⊙ z_w (eq. 41)
         self._update_mean(y_w)
@@ -67,6 +73,18 @@ class SepCMA(CMAFamily):
         self._update_p_c(y_w, h_sigma)
         self._update_C(z_sq, h_sigma)
         self._update_sigma()
+
+    def _moments(self, z: torch.Tensor, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ w z, Σ w z²) over the population; with slices, each slice's sums over its own rows (this
+        process's z holds its slices' rows), gathered and added in slice order."""
+        if self._slices == 1:
+            return weighted_moments(z, ws)
+        start = self._local_rows()[0]
+        bounds = slice_bounds(self._popsize, self._slices)
+        parts = torch.stack([torch.stack(weighted_moments(z[a - start:b - start], ws[a:b]))
+                             for a, b in (bounds[k] for k in self._owned_slices())])
+        total = self._sliced_sums(parts)
+        return total[0], total[1]
 
     def _update_C(self, z_sq: torch.Tensor, h_sigma: bool) -> None:
         """The diagonal of Hansen 2016, eq. 47 (positive weights only, Σw = 1):

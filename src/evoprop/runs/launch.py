@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 import evoprop
+from evoprop import distributed as dist
 from evoprop.config import TrainConfig, applies_to_method, parse_bytes
 from evoprop.data import load_dataset
 from evoprop.device import describe_machine, resolve_device
@@ -21,6 +22,7 @@ from evoprop.models import build_model, model_tag
 from evoprop.optim import make_optimizer
 from evoprop.optim.registry import get_spec
 from evoprop.runs.labels import method_label
+from evoprop.runs import ranks
 from evoprop.runs.rundir import CONFIG, RunDir, current_owner
 from evoprop.runs.sizes import check_fits
 from evoprop.train import EsTrainer, HybridTrainer, LayerSearch, Trainer
@@ -108,6 +110,9 @@ def build_run(config: TrainConfig, *, progress: bool = False) -> tuple[Trainer, 
     resolved = dataclasses.replace(config, strategy=search.strategy_name, sigma0=search.sigma0,
                                    popsize=search.strategy.popsize, es_precision=search.evaluator.precision,
                                    combine=search.combine)
+    if getattr(search.strategy, "slices", 1) > 1:  # recorded: a resume, with any world size, draws the same slices
+        resolved = dataclasses.replace(resolved, strategy_options={**resolved.strategy_options,
+                                                                   "slices": search.strategy.slices})
     if es_only:
         return EsTrainer(model, data, search, es_batch_size=config.es_batch_size,
                          generations_per_epoch=config.generations_per_epoch, **common), resolved
@@ -155,14 +160,15 @@ def run_training(
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
     config = resolve_config(config)
+    if dist.init(resolve_device(config.device)).distributed and not dist.is_main():  # torchrun: rank 0 prints
+        echo, progress = (lambda line: None), False
     if run is None:
-        target = RunDir(out or default_run_dir(config))
+        target = RunDir(ranks.agreed_path(Path(out or default_run_dir(config))))
         target.ensure_new()
     # Build (and so check data, device, optimizer) before anything is written to disk.
     trainer, config = build_run(config, progress=progress)
-    if run is None:
-        run = RunDir.create(target.path, config)
-    elif run.has_checkpoint():
+    run = ranks.open_run(target.path, config) if run is None else ranks.follow(run)
+    if resume is not None and run.has_checkpoint():
         _load_checkpoint(run, trainer)
         echo(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
     for stale in run.remove_stale_temporaries():  # left by a kill mid-write; no live process owns the run
@@ -244,6 +250,7 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "torch": torch.__version__,
         "machine": machine_name(trainer.data.train.x.device),
         "threads": torch.get_num_threads(),
+        "world_size": dist.current().world_size,
     }
 
 

@@ -25,6 +25,7 @@ from evoprop.errors import ConfigError, TrainingDiverged
 from evoprop.es import STRATEGIES, make_strategy
 from evoprop.population import PopulationEvaluator, available_memory, es_loss
 from evoprop.population.evaluator import LossFn
+from evoprop.train import sharded
 
 # A full d x d covariance (float64) with its eigenvectors and a working copy: ~3 d^2 doubles.
 FULL_COVARIANCE_BYTES_PER_D2 = 3 * 8
@@ -58,12 +59,14 @@ def check_evolution_settings(config) -> None:
         raise ConfigError(f"combine '{config.combine}' combines the ES with a gradient optimizer: use it with method hybrid")
 
 
-def choose_strategy(name: str, dim: int, device: torch.device) -> str:
+def choose_strategy(name: str, dim: int, device: torch.device, *, distributed: bool = False) -> str:
     """``auto`` -> standard CMA-ES when its full covariance fits in memory, else separable CMA-ES.
 
     Never the paper's variant: as printed, its step size is not damped and collapses or
     explodes (see :mod:`evoprop.es.paper`); it stays available by name, for the reproduction.
     """
+    if name == "auto" and distributed:  # the one strategy that shards over processes so far
+        return "sep"
     if name != "auto":
         if name not in STRATEGIES:
             raise ConfigError(f"unknown strategy '{name}'; valid: auto, {', '.join(STRATEGIES)}")
@@ -129,6 +132,7 @@ class LayerSearch:
         loss: str = "nll",
         max_memory: int | None = None,
         precision: str = "auto",
+        distributed: bool | None = None,
         **strategy_options: Any,
     ):
         if write not in WRITE_MODES:
@@ -136,9 +140,16 @@ class LayerSearch:
         self.evaluator = PopulationEvaluator(model, None if params is not None else layers, params,
                                              max_memory=max_memory, precision=precision)
         x0 = self.evaluator.get_vector()
-        self.strategy_name = choose_strategy(strategy, x0.numel(), x0.device)
+        # distributed (None: whether torchrun started this process and evoprop.distributed.init() ran):
+        # each process evaluates its slices of the population (see evoprop.train.sharded)
+        distributed = sharded.world_size() > 1 if distributed is None else distributed
+        self.strategy_name = choose_strategy(strategy, x0.numel(), x0.device, distributed=distributed)
         self.sigma0 = float(sigma0) if sigma0 is not None else default_sigma0(x0)
+        if distributed:
+            strategy_options = sharded.strategy_options(self.strategy_name, strategy_options)
         self.strategy = make_strategy(self.strategy_name, x0, self.sigma0, popsize, seed=seed, **strategy_options)
+        if distributed:
+            sharded.shard(self.strategy)
         self.write = write
         self.combine = resolve_combine(combine, sync_mean)
         # nll: the evaluator's own batched cross-entropy (None); error, f1: vmapped over candidates
@@ -176,8 +187,8 @@ class LayerSearch:
         if self.elitist:
             incumbent = self.evaluator.get_vector()
             self.strategy.inject(incumbent)
-        candidates = self.strategy.ask(out=self._population_buffer())
-        losses = self.evaluator(candidates, inputs, targets, loss_fn)
+        candidates = self.strategy.ask(out=self._population_buffer())  # this process's rows
+        losses = sharded.evaluate(self.strategy, self.evaluator, candidates, inputs, targets, loss_fn)  # all P
         finite = torch.isfinite(losses)
         if not finite.any():
             raise TrainingDiverged(
@@ -186,13 +197,15 @@ class LayerSearch:
             )
         ranked = torch.where(finite, losses, torch.full_like(losses, math.inf))
         if incumbent is None:
-            self.strategy.tell(candidates, losses)
             best = int(ranked.argmin())
-            self.evaluator.set_vector(candidates[best] if self.write == "best" else self.strategy.mean)
+            winner = sharded.row(self.strategy, candidates, best) if self.write == "best" else None
+            self.strategy.tell(candidates, losses)
+            self.evaluator.set_vector(winner if winner is not None else self.strategy.mean)
+            sharded.check(self.strategy, self.model)
             return {"best": float(losses[best]), "median": float(ranked.median()), "sigma": float(self.strategy.sigma)}
         # elitist / inject: row 0 is the model's weights; the challenger is the best sampled candidate
         best = 1 + int(ranked[1:].argmin())
-        challenger = candidates[best].clone()  # the population buffer is reused by the next ask
+        challenger = sharded.row(self.strategy, candidates, best)  # a copy: the buffer is reused by the next ask
         self.strategy.tell(candidates, losses)
         if self.write == "mean":
             challenger = self.strategy.mean
@@ -203,6 +216,7 @@ class LayerSearch:
         accepted = challenger_loss < incumbent_loss
         if not accepted:
             self.evaluator.set_vector(incumbent)
+        sharded.check(self.strategy, self.model)
         return {"best": float(losses[best]), "median": float(ranked.median()), "sigma": float(self.strategy.sigma),
                 "incumbent": float(losses[0]), "accepted": accepted,
                 "accept_incumbent_loss": incumbent_loss, "accept_challenger_loss": challenger_loss}
@@ -219,7 +233,7 @@ class LayerSearch:
             self.model.train(was_training)
 
     def _population_buffer(self) -> torch.Tensor:
-        shape = (self.strategy.popsize, self.strategy.dim)
+        shape = (getattr(self.strategy, "local_popsize", self.strategy.popsize), self.strategy.dim)
         if self._population is None or tuple(self._population.shape) != shape:
             self._population = None  # free the old one first
             x0 = self.evaluator.params[0]

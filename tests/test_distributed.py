@@ -1,0 +1,230 @@
+"""Several processes (torchrun, gloo on the CPU): sliced populations, sharded sep, the CLI, a dying rank.
+
+Equivalence is bitwise: a single process with ``slices=S`` draws the same slices, evaluates them on
+the same shapes and adds the per-slice sums in the same (slice) order as S ranks do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from evoprop import distributed as dist
+from evoprop.errors import ConfigError
+from evoprop.es import make_strategy
+from evoprop.es.slices import Shard, slice_bounds, slice_seed
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(PYTHONPATH=SRC + os.pathsep + env.get("PYTHONPATH", ""), OMP_NUM_THREADS="1", **extra)
+    return env
+
+
+def _torchrun(args: list[str], cwd: Path, timeout: float = 120, **env) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(_free_port()), *args]
+    return subprocess.run(cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def _ellipsoid(X: torch.Tensor) -> torch.Tensor:
+    return (X.double() ** 2 * torch.arange(1, X.shape[1] + 1, dtype=torch.float64)).sum(1)
+
+
+def _sep_run(slices: int, generations: int = 20, shard: Shard | None = None) -> dict:
+    es = make_strategy("sep", torch.linspace(-1, 1, 12), 0.5, 10, seed=3, slices=slices)
+    if shard is not None:
+        es.shard(shard)
+    for _ in range(generations):
+        X = es.ask()
+        f = _ellipsoid(X)
+        if shard is not None:
+            f = dist.all_gather_losses(f)
+        es.tell(X, f)
+    return es.state_dict()
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k], k
+
+
+# -- one process ----------------------------------------------------------------------------
+
+def test_one_slice_is_the_unsliced_strategy():
+    """slices=1 (the default) draws from the strategy's generator exactly as before."""
+    a = make_strategy("sep", torch.zeros(6), 0.3, 8, seed=5)
+    b = make_strategy("sep", torch.zeros(6), 0.3, 8, seed=5, slices=1)
+    for _ in range(3):
+        Xa, Xb = a.ask(), b.ask()
+        assert torch.equal(Xa, Xb)
+        a.tell(Xa, _ellipsoid(Xa))
+        b.tell(Xb, _ellipsoid(Xb))
+    assert "slices" not in a.state_dict()
+
+
+def test_slices_are_keyed_by_seed_generation_and_slice():
+    """Slice k's rows come from the stream of (seed, generation, k), whoever draws them."""
+    es = make_strategy("sep", torch.zeros(5), 1.0, 7, seed=11, slices=3)
+    X = es.ask()
+    for k, (a, b) in enumerate(slice_bounds(7, 3)):
+        g = torch.Generator().manual_seed(slice_seed(11, 0, k))
+        assert torch.equal(X[a:b], torch.empty(b - a, 5).normal_(generator=g)), k
+    es.tell(X, _ellipsoid(X))
+    assert not torch.equal(es.ask(), X)  # a new generation: new streams
+
+
+def test_sharded_strategy_holds_its_rows_only():
+    """A shard's ask returns its slices' rows, equal to those rows of the single process's population."""
+    full = make_strategy("sep", torch.zeros(4), 1.0, 9, seed=2, slices=3)
+    part = make_strategy("sep", torch.zeros(4), 1.0, 9, seed=2, slices=3)
+    part.shard(Shard(1, 3, 3, gather=lambda t: t, broadcast=lambda t, src: t))
+    assert part.local_popsize == 3
+    assert torch.equal(part.ask(), full.ask()[3:6])
+
+
+def test_slices_must_share_evenly_and_state_must_match():
+    with pytest.raises(ConfigError, match="multiple of 2"):
+        Shard(0, 2, 3, gather=lambda t: t, broadcast=lambda t, src: t)
+    with pytest.raises(ConfigError, match="slices"):
+        make_strategy("sep", torch.zeros(3), 1.0, 4, seed=0, slices=5)
+    sd = make_strategy("sep", torch.zeros(3), 1.0, 4, seed=0, slices=2).state_dict()
+    with pytest.raises(ConfigError, match="slice"):
+        make_strategy("sep", torch.zeros(3), 1.0, 4, seed=0).load_state_dict(sd)
+
+
+def test_checksum_mismatch_names_the_ranks(monkeypatch):
+    """check_same_state: differing bits are one clear error naming the ranks (gather faked)."""
+    monkeypatch.setattr(dist, "_current", dist.Context(rank=0, world_size=3))
+    monkeypatch.setattr(dist, "all_gather_parts",
+                        lambda c, counts=None: torch.cat([c, c, c + 1]))
+    with pytest.raises(dist.DistributedError, match=r"rank 0 and rank\(s\) 2 of 3"):
+        dist.check_same_state(torch.tensor([1.0, 2.0]))
+
+
+# -- two processes --------------------------------------------------------------------------
+
+_SEP_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    from evoprop import distributed as dist
+    from evoprop.es.slices import Shard
+    from test_distributed import _sep_run
+    ctx = dist.init("cpu")
+    shard = Shard(ctx.rank, ctx.world_size, 2, gather=dist.all_gather_parts, broadcast=dist.broadcast_tensor)
+    torch.save(_sep_run(2, shard=shard), {out!r} + f"/state{{ctx.rank}}.pt")
+""")
+
+
+@pytest.mark.slow
+def test_two_ranks_reach_the_single_process_state_bitwise(tmp_path):
+    """20 generations of sep over 2 gloo ranks: both ranks, and one process with slices=2, hold the
+    identical state (mean, paths, variances, σ, best, counters), bit for bit."""
+    script = tmp_path / "sep_ranks.py"
+    script.write_text(_SEP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    done = _torchrun([str(script)], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    r0, r1 = (torch.load(tmp_path / f"state{r}.pt", weights_only=False) for r in (0, 1))
+    single = _sep_run(2)
+    _assert_same_state(r0, r1)
+    _assert_same_state(r0, single)
+    assert r0["generation"] == 20 and r0["slices"] == 2
+
+
+_TRAIN = ["--depth", "1", "--strategy", "sep", "--popsize", "16", "--epochs", "1", "--limit-train", "1000",
+          "--limit-test", "500", "--device", "cpu", "--no-progress"]
+
+
+def _metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+
+
+def _single(tmp_path: Path, args: list[str], out: str) -> Path:
+    done = subprocess.run([sys.executable, "-m", "evoprop", "train", *args, "--es-opt", "slices=2", "--out", out],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return tmp_path / out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["es", "hybrid"])
+def test_torchrun_train_matches_one_process(tmp_path, method):
+    """`torchrun --nproc-per-node 2 -m evoprop train` completes, rank 0 alone writes and prints, and its
+    metrics equal a single process's with --es-opt slices=2, bit for bit (on the CPU)."""
+    args = ["--method", method, *_TRAIN]
+    if method == "hybrid":
+        args += ["--depth", "2", "--width", "16", "--optimizer", "sgd", "--lr", "0.05", "--batch-size", "100",
+                 "--generations-per-epoch", "3"]
+    done = _torchrun(["-m", "evoprop", "train", *args, "--out", "two"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("completed:") == 1  # rank 0 prints the summary line, rank 1 nothing
+    two = tmp_path / "two"
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["status"] == "completed"
+    one = _single(tmp_path, args, "one")
+    assert json.loads((one / "summary.json").read_text())["world_size"] == 1
+    assert _metrics(two) == _metrics(one)
+
+
+@pytest.mark.slow
+def test_a_killed_rank_ends_the_job_with_one_line_and_a_resumable_run(tmp_path):
+    """SIGKILL one of two ranks (started as torchrun would, without its agent): the other stops with
+    one error line well within EVOPROP_DIST_TIMEOUT, and the run directory resumes in one process."""
+    port = str(_free_port())
+    cmd = [sys.executable, "-m", "evoprop", "train", "--method", "es", *_TRAIN, "--epochs", "100000",
+           "--generations-per-epoch", "2", "--out", "run"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                                       MASTER_PORT=port, EVOPROP_DIST_TIMEOUT="20"))
+             for r in (0, 1)]
+    run = tmp_path / "run"
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "checkpoint.pt").exists():
+            assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].stderr.read()
+            time.sleep(0.1)
+        killed = time.monotonic()
+        procs[1].send_signal(signal.SIGKILL)
+        _, err = procs[0].communicate(timeout=40)
+        elapsed = time.monotonic() - killed
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert procs[0].returncode not in (0, None)
+    lines = [line for line in err.splitlines() if line.strip()]  # the epoch lines, then the error
+    errors = [line for line in lines if "error" in line.lower()]
+    assert len(errors) == 1 and lines[-1] == errors[0] and errors[0].startswith("evoprop: error: rank 0 of 2:"), err
+    assert elapsed < 25
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    done = int(summary["epochs"])
+    resumed = subprocess.run([sys.executable, "-m", "evoprop", "train", "--resume", "run", "--epochs", str(done + 1)],
+                             cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = json.loads((run / "summary.json").read_text())
+    assert after["status"] == "completed" and after["epochs"] == done + 1 and after["world_size"] == 1
