@@ -11,7 +11,7 @@ gradients, gradient checks.
 * :mod:`~evoprop.lab.stepsize` — the loss after one gradient step, for many step sizes;
 * :mod:`~evoprop.lab.precond` — the Hessian lens: each optimizer's step against Newton's (Nocedal & Wright 2006);
 * :mod:`~evoprop.lab.problem` — a model and its data, from a saved run or fresh;
-* :mod:`~evoprop.lab.plots` — the figures.
+* :mod:`~evoprop.lab.plots` — what the figures share (each experiment draws its own).
 
 Each experiment is a function of a problem and a small settings object that returns a result that prints
 (``summary()``) and writes (``write(out)``) itself: :func:`~evoprop.lab.landscape.run_landscape`,

@@ -30,6 +30,7 @@ from evoprop.errors import ConfigError
 from evoprop.lab.directions import flatten, random_direction
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.losses import LossSettings
+from evoprop.lab.plots import new_figure, save, wants_log
 from evoprop.lab.problem import Problem
 from evoprop.paths import make_folder
 
@@ -92,7 +93,6 @@ class Landscape:
 
     def write(self, out: str | Path) -> list[Path]:
         """landscape_1d.png/.csv (the line), landscape_2d.png/.csv (the plane), landscape.npz and landscape.json."""
-        from evoprop.lab.plots import line_figure, plane_figure
 
         out, m = make_folder(out), self.meta
         title_end = (f"{self.label}\n{m['direction']} directions, {m['loss']} loss on {m['examples']} {m['split']} "
@@ -236,3 +236,54 @@ def save_plane_csv(path: str | Path, grid: Plane) -> Path:
             for i, a in enumerate(grid.alphas):
                 writer.writerow([f"{a:.6g}", f"{b:.6g}", f"{grid.loss[j, i]:.8g}", f"{grid.accuracy[j, i]:.6g}"])
     return Path(path)
+
+
+def line_figure(line: Line, path: str | Path, title: str = "", xlabel: str = "a  (W + a·W1)") -> Path:
+    """Loss (left axis) and accuracy (right axis, dashed) along the line; a = 0 marked."""
+    fig = new_figure(figsize=(6.4, 4.4))
+    ax = fig.add_subplot()
+    ax.plot(line.alphas, line.loss, color="C0", marker="o", markersize=2.5, label="loss")
+    if wants_log(line.loss):
+        ax.set_yscale("log")
+    ax.axvline(0.0, color="0.6", linewidth=0.8, linestyle=":")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss", color="C0")
+    acc_ax = ax.twinx()
+    acc_ax.plot(line.alphas, line.accuracy, color="C1", linestyle="--", label="accuracy")
+    acc_ax.set_ylabel("accuracy", color="C1")
+    acc_ax.set_ylim(0, 1)
+    ax.set_title(title or "loss along a random direction", fontsize=10)
+    return save(fig, path)
+
+
+def plane_figure(plane: Plane, path: str | Path, title: str = "") -> Path:
+    """Two panels over (a, b): contour lines of the loss, and the loss as a colour map."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator
+
+    fig = new_figure(figsize=(9.6, 4.4))
+    contour_ax, map_ax = fig.subplots(1, 2)
+    a, b, z = plane.alphas, plane.betas, plane.loss
+    log = wants_log(z)
+    finite = z[np.isfinite(z)]
+    if log:
+        levels = np.geomspace(finite.min(), finite.max(), 25)
+        norm = LogNorm(finite.min(), finite.max())
+    else:
+        levels = np.linspace(finite.min(), finite.max(), 25)
+        norm = None
+    lines = contour_ax.contour(a, b, z, levels=levels, cmap="viridis", norm=norm, linewidths=0.9)
+    contour_ax.clabel(lines, lines.levels[::4], fontsize=7, fmt="%.3g")
+    mesh = map_ax.pcolormesh(a, b, z, cmap="viridis", norm=norm, shading="auto")
+    fig.colorbar(mesh, ax=map_ax, label="loss" + (" (log scale)" if log else ""))
+    for ax, name in ((contour_ax, "contours"), (map_ax, "colour map")):
+        ax.plot([0], [0], marker="*", color="red", markersize=9, linestyle="none", label="the weights W")
+        ax.set_xlabel("a  (direction W1)")
+        ax.set_ylabel("b  (direction W2)")
+        ax.set_aspect("equal")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+        ax.set_title(name, fontsize=10)
+    contour_ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle(title or "loss on a random plane  L(W + a·W1 + b·W2)", fontsize=11)
+    return save(fig, path)

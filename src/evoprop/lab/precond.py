@@ -42,6 +42,7 @@ from torch import nn
 from torch.func import vmap
 
 from evoprop.errors import ConfigError
+from evoprop.lab.plots import new_figure, save
 from evoprop.lab.problem import Problem
 from evoprop.optim import make_optimizer
 from evoprop.optim.batch import BatchLoss, FlatParams
@@ -290,7 +291,6 @@ class PrecondRun:
 
     def write(self, out: str | Path) -> list[Path]:
         """precond.md, precond.csv, precond_cosine.png and precond_diagonal.png."""
-        from evoprop.lab.plots import precond_cosine_figure, precond_diagonal_figure
 
         out = make_folder(out)
         (out / "precond.md").write_text(self.summary())
@@ -314,3 +314,41 @@ def run_precond(problem: Problem, settings: PrecondSettings) -> PrecondRun:
               f"d = {result.dim:,}; Newton direction at λ = {result.damping:g}; "
               f"each optimizer warmed up for {s.warmup} steps of batch {s.warmup_batch} at its defaults")
     return PrecondRun(header, problem.short_name, result)
+
+
+_SCALE_LABELS = {"adagrad": "Adagrad √G", "rmsprop": "RMSprop √v", "adam": "Adam √v", "natural": "K-FAC diag(A ⊗ G)"}
+
+
+def precond_diagonal_figure(lens: Lens, path: str | Path, title: str = "") -> Path:
+    """One log-log panel per method: the curvature's diagonal (x) against the method's per-parameter scale (y)."""
+    names = [n for n in lens.scales if n in _SCALE_LABELS]
+    fig = new_figure(figsize=(3.4 * max(len(names), 1), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, max(len(names), 1)))
+    rows = {r.name: r for r in lens.rows}
+    for ax, name in zip(axes, names):
+        scale, diag = lens.scales[name], lens.hessian_diagonal
+        keep = (scale > 0) & (diag > 0) & np.isfinite(scale)
+        ax.loglog(diag[keep], scale[keep], linestyle="none", marker=".", markersize=1.5, alpha=0.4, color="C0")
+        ax.set_xlabel(f"diag {'H' if lens.curvature == 'hessian' else 'G'} (exact)")
+        ax.set_ylabel(_SCALE_LABELS[name])
+        r = rows[name]
+        note = (f"Spearman {r.spearman:.2f}, log-Pearson {r.pearson_log:.2f}" if r.spearman is not None
+                else f"factor error {r.kfac_error:.2f}" if r.kfac_error is not None else "")
+        ax.set_title(f"{name}\n{note}", fontsize=9)
+    fig.suptitle(title or "the curvature's diagonal against each method's preconditioner", fontsize=10)
+    return save(fig, path)
+
+
+def precond_cosine_figure(lens: Lens, path: str | Path, title: str = "") -> Path:
+    """The cosine between each optimizer's update and the Newton direction, one bar each."""
+    fig = new_figure(figsize=(6.4, 0.45 * len(lens.rows) + 1.4))
+    ax = fig.add_subplot()
+    names = [r.name for r in lens.rows]
+    values = [r.cosine for r in lens.rows]
+    ax.barh(names, values, color=["C3" if v < 0 else "C0" for v in values])
+    ax.axvline(0, color="0.5", linewidth=0.8)
+    ax.set_xlim(min(-0.05, min(values, default=0) - 0.05), 1.05)
+    ax.invert_yaxis()
+    ax.set_xlabel("cos(update, Newton direction)")
+    ax.set_title(title or "how Newton-like is each optimizer's step", fontsize=10)
+    return save(fig, path)

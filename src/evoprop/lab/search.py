@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.linear import linear_layer
 from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
+from evoprop.lab.plots import new_figure, save, wants_log
 from evoprop.lab.problem import Problem
 from evoprop.paths import make_folder
 
@@ -300,7 +301,6 @@ class SearchRun:
 
     def write(self, out: str | Path) -> list[Path]:
         """search.csv (loss per iteration), search.png (the curves), results.md and results.json."""
-        from evoprop.lab.plots import search_figure
 
         out = make_folder(out)
         with open(out / "search.csv", "w", newline="") as fh:
@@ -370,3 +370,19 @@ def run_search(problem: Problem, settings: SearchSettings,
         say(run.line(len(run.results) - 1))
     write_vector(model, init_vector)
     return run
+
+
+def search_figure(results: Sequence[SearchResult], path: str | Path, title: str = "") -> Path:
+    """Training loss kept after each iteration, one line per strategy (log x when iterations > 100)."""
+    fig = new_figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    labels = {"random": "random search (best so far)", "local": "random local search", "gradient": "gradient descent"}
+    for i, r in enumerate(results):
+        ax.plot(np.arange(len(r.kept)), r.kept, color=f"C{i}", label=labels.get(r.method, r.method))
+    if any(wants_log(r.kept) for r in results):
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration (try or step)")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    ax.set_title(title or "training loss", fontsize=10)
+    return save(fig, path)

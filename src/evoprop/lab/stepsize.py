@@ -25,6 +25,7 @@ from torch.nn.utils import parameters_to_vector
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
+from evoprop.lab.plots import new_figure, save, wants_log
 from evoprop.lab.problem import Problem
 from evoprop.paths import make_folder
 
@@ -128,7 +129,6 @@ class StepSizeRun:
 
     def write(self, out: str | Path) -> list[Path]:
         """stepsize.csv, stepsize.png and stepsize.md (the table)."""
-        from evoprop.lab.plots import stepsize_figure
 
         out = make_folder(out)
         files = [save_csv(out / "stepsize.csv", self.sweep),
@@ -156,3 +156,19 @@ def run_stepsize(problem: Problem, settings: StepSizeSettings) -> StepSizeRun:
         start = "its initial weights"
     sweep = step_size_sweep(problem.model, x, y, s.loss, s.reg, s.step_sizes, s.batch_size)
     return StepSizeRun(problem.description, problem.short_name, start, s.loss, len(y), sweep)
+
+
+def stepsize_figure(sweep: StepSizeSweep, path: str | Path, title: str = "") -> Path:
+    """Loss after one gradient step against the step size (log x), with the loss before as a line."""
+    fig = new_figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    ax.plot(sweep.step_sizes, sweep.loss_after, marker="o", color="C0", label="after one step")
+    ax.axhline(sweep.loss_before, color="0.5", linestyle="--", label="before the step")
+    ax.set_xscale("log")
+    if wants_log(np.append(sweep.loss_after, sweep.loss_before)):
+        ax.set_yscale("log")
+    ax.set_xlabel("step size")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    ax.set_title(title or "loss after one gradient step", fontsize=10)
+    return save(fig, path)
