@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import json
 import math
 import types
@@ -35,8 +34,18 @@ from typing import Any, Callable
 
 import yaml
 
+from evoprop.data import DATASETS
+from evoprop.data.sources import DATA_DIR_HELP
+from evoprop.device import MAX_COUNT, check_device_setting
 from evoprop.enums import COMBINE_RULES, ES_LOSS_NAMES
 from evoprop.errors import ConfigError
+from evoprop.es import STRATEGIES
+from evoprop.models import ACTIVATIONS, INITS, MODELS
+from evoprop.models.zoo import check_model_settings
+from evoprop.optim import OPTIMIZERS
+from evoprop.optim.registry import check_optimizer_settings
+from evoprop.train.layer_search import check_evolution_settings
+from evoprop.train.schedules import SCHEDULES, check_schedule_config
 
 METHODS = ("gradient", "hybrid", "es")
 ES_WRITE = ("best", "mean")
@@ -96,8 +105,6 @@ MAX_DEPTH = 1000
 MAX_SIGMA0 = 1e3
 #: A million generations per epoch is days of work at the fastest; more is a typo, not an experiment.
 MAX_GENERATIONS_PER_EPOCH = 10**6
-#: Sizes and counts beyond 2^62 cannot index anything a machine holds (torch indexes with int64).
-MAX_COUNT = 2**62
 
 
 #: The concerns a setting belongs to (``setting(group=...)``), in the order ``validate`` checks them.
@@ -159,16 +166,6 @@ def setting(default: Any = None, *, factory: Any = None, group: str, help: str |
     return field(default=default, metadata=metadata)
 
 
-def _names(module: str, name: str, first: tuple[str, ...] = ()) -> Callable[[], tuple[str, ...]]:
-    """The choices ``module.name`` (with ``first`` before them), imported when first asked for."""
-    return lambda: (*first, *importlib.import_module(module).__dict__[name])
-
-
-def _text(module: str, name: str) -> Callable[[], str]:
-    """A help text kept beside the code it describes (``module.name``), imported when first asked for."""
-    return lambda: importlib.import_module(module).__dict__[name]
-
-
 @dataclass
 class TrainConfig:
     """Every setting of a run, grouped by concern in each field's ``setting(group=...)``.
@@ -185,10 +182,10 @@ class TrainConfig:
              "searched layer(s), the best candidate written in, then one epoch of the optimizer on all layers); es: "
              "the evolution strategy alone (the paper's 'CMA-ES' rows).")
     # data
-    dataset: str = setting("mnist", group="data", choices=_names("evoprop.data", "DATASETS"),
+    dataset: str = setting("mnist", group="data", choices=DATASETS,
                            help="Data set: {choices} (cifar10-gray: Gray = 0.299R + 0.587G + 0.114B).")
     data_dir: str | None = setting(None, group="data", affects_results=False, cli_type="directory",
-                                   help=_text("evoprop.data.sources", "DATA_DIR_HELP"))
+                                   help=DATA_DIR_HELP)
     split: str = setting(
         "paper", group="data", choices=SPLITS,
         help="paper: MNIST's first 55,000 training images as 49,500 train / 5,500 test, CIFAR-10's 50,000 as "
@@ -207,7 +204,7 @@ class TrainConfig:
                                      help="Use only the first N test (and validation) examples.")
     # model
     model: str = setting(
-        "mlp", group="model", choices=_names("evoprop.models", "MODELS"),
+        "mlp", group="model", choices=tuple(MODELS),
         help="Model: {choices}. resnet18 (CIFAR-style stem, 1 or 3 input channels) trains with --method gradient; "
              "--depth, --width, --activation and --init are the MLP's.")
     depth: int = setting(1, group="model", models=("mlp",), low=1, high=MAX_DEPTH,
@@ -216,16 +213,16 @@ class TrainConfig:
     width: int = setting(200, group="model", models=("mlp",), hidden=True, low=1, high=MAX_COUNT,
                          help="Units in every hidden layer.")
     activation: str = setting("relu", group="model", models=("mlp",), hidden=True,
-                              choices=_names("evoprop.models", "ACTIVATIONS"), help="Hidden activation: {choices}.")
+                              choices=tuple(ACTIVATIONS), help="Hidden activation: {choices}.")
     init: str = setting(
-        "glorot", group="model", models=("mlp",), choices=_names("evoprop.models", "INITS"),
+        "glorot", group="model", models=("mlp",), choices=tuple(INITS),
         help="Weight initialisation: glorot (Glorot-uniform, the default: with PyTorch's own default a 10-layer ReLU "
              "MLP trained by SGD stays at chance), lecun, he, torch.")
     resnet_width: int = setting(64, group="model", models=("resnet18",), low=1, high=4096,
                                 help="Channels of the ResNet's first stage (64: ResNet-18; 16 trains on a CPU).")
     # gradient optimizer
     optimizer: str = setting("sgd", group="optimizer", applies_to=GRADIENT_METHODS,
-                             choices=_names("evoprop.optim", "OPTIMIZERS"),
+                             choices=lambda: tuple(OPTIMIZERS),
                              help="Gradient optimizer: {choices} (see 'evoprop optimizers').")
     lr: float | None = setting(None, group="optimizer", applies_to=GRADIENT_METHODS, low=0, low_open=True,
                                default_text="the optimizer's own, e.g. sgd 0.01, adam 0.001",
@@ -238,7 +235,7 @@ class TrainConfig:
                               help="Mini-batch size of the gradient optimizer.")
     # learning-rate / batch-size schedule (train/schedules.py); None: both stay as given, no δ logged
     schedule: str | None = setting(
-        None, group="schedule", applies_to=GRADIENT_METHODS, choices=_names("evoprop.train.schedules", "SCHEDULES"),
+        None, group="schedule", applies_to=GRADIENT_METHODS, choices=tuple(SCHEDULES),
         default_text="none, nothing logged",
         help="Learning-rate / batch-size schedule, with the gradient noise C and the smoothing degree "
              "delta = lr*C/sqrt(b) logged per epoch: constant; lr-decay (lr *= gamma per stage); batch-growth "
@@ -265,7 +262,7 @@ class TrainConfig:
         help="Training examples on which the gradient noise C is estimated at each stage start; 0: off.")
     # evolution strategy (methods hybrid and es)
     strategy: str = setting(
-        "auto", group="evolution", applies_to=ES_METHODS, choices=_names("evoprop.es", "STRATEGIES", first=("auto",)),
+        "auto", group="evolution", applies_to=ES_METHODS, choices=("auto", *STRATEGIES),
         help="Evolution strategy (hybrid, es): {choices}. auto: standard CMA-ES (cma) when its full covariance fits "
              "in memory (d up to ~10k), else separable CMA-ES.")
     popsize: int | None = setting(
@@ -347,8 +344,7 @@ class TrainConfig:
         self.lr, self.optimizer_options = merge_lr(self.lr, self.optimizer_options)
         for group in GROUPS:
             for check in GROUP_CHECKS[group]:
-                module, _, name = check.partition(":")
-                getattr(importlib.import_module(module), name)(self)
+                check(self)
         return self
 
     @classmethod
@@ -402,13 +398,13 @@ class TrainConfig:
 #: Each group's rules across fields, as "module:function" (called with the config): each lives in the
 #: module that owns the concern and uses the settings. A group's fields on their own (type, range,
 #: choices) are checked from their metadata before these run.
-GROUP_CHECKS: dict[str, tuple[str, ...]] = {
+GROUP_CHECKS: dict[str, tuple[Callable[["TrainConfig"], None], ...]] = {
     "data": (),
-    "model": ("evoprop.models.zoo:check_model_settings",),
-    "optimizer": ("evoprop.optim.registry:check_optimizer_settings",),
-    "schedule": ("evoprop.train.schedules:check_schedule_config",),
-    "evolution": ("evoprop.train.layer_search:check_evolution_settings",),
-    "run": ("evoprop.device:check_device_setting",),
+    "model": (check_model_settings,),
+    "optimizer": (check_optimizer_settings,),
+    "schedule": (check_schedule_config,),
+    "evolution": (check_evolution_settings,),
+    "run": (check_device_setting,),
 }
 
 
@@ -547,24 +543,6 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def parse_bytes(value: str | int) -> int:
-    """'512M' / '2G' / '1.5GB' / 1048576 -> bytes (binary units); at least 1 byte, at most 2^62."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = float(value) if value <= MAX_COUNT else math.inf
-    else:
-        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-        number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "")
-        try:
-            size = float(number) * _UNITS[unit]
-        except ValueError:
-            size = math.nan
-    if not 1 <= size <= MAX_COUNT:  # also refuses nan and inf
-        raise ConfigError(f"max_memory must be a size from 1 byte to 2^62 bytes, such as 512M or 2G, "
-                          f"got {_show(value)}")
-    return int(value) if isinstance(value, int) else int(size)
 
 
 def _one_of(name: str, value: Any, valid) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 
 import torch
 
 from evoprop.errors import ConfigError
+
+#: Sizes and counts beyond 2^62 cannot index anything a machine holds (torch indexes with int64).
+MAX_COUNT = 2**62
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -78,3 +82,28 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+_BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(value: str | int) -> int:
+    """'512M' / '2G' / '1.5GB' / 1048576 -> bytes (binary units); at least 1 byte, at most 2^62."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = float(value) if value <= MAX_COUNT else math.inf
+    else:
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        number, unit = (text[:-1], text[-1]) if text and text[-1] in _BYTE_UNITS else (text, "")
+        try:
+            size = float(number) * _BYTE_UNITS[unit]
+        except ValueError:
+            size = math.nan
+    if not 1 <= size <= MAX_COUNT:  # also refuses nan and inf
+        raise ConfigError(f"max_memory must be a size from 1 byte to 2^62 bytes, such as 512M or 2G, "
+                          f"got {_shown(value)}")
+    return int(value) if isinstance(value, int) else int(size)
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

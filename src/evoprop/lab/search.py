@@ -43,6 +43,7 @@ from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
 from evoprop.lab.plots import new_figure, save, wants_log
 from evoprop.lab.problem import Problem
 from evoprop.paths import make_folder
+from evoprop.train.metrics import evaluate
 
 PROPOSAL_BLOCK = 50  # proposals drawn (and, for linear models, scored) together
 
@@ -328,8 +329,6 @@ def run_search(problem: Problem, settings: SearchSettings,
 
     ``progress`` is called with each line of :meth:`SearchRun.summary` as soon as it is known.
     """
-    from evoprop.train.metrics import evaluate
-
     s, say = settings, progress or (lambda text: None)
     x, y = problem.tensors("train")
     x_test, y_test = problem.tensors("test")

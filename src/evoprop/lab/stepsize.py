@@ -27,6 +27,7 @@ from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
 from evoprop.lab.plots import new_figure, save, wants_log
 from evoprop.lab.problem import Problem
+from evoprop.lab.search import write_vector
 from evoprop.paths import make_folder
 
 DEFAULT_STEP_SIZES = tuple(10.0**k for k in range(-10, 0))  # 1e-10, 1e-9, ..., 1e-1, as in the CS231n notes
@@ -147,8 +148,6 @@ def run_stepsize(problem: Problem, settings: StepSizeSettings) -> StepSizeRun:
     x, y = problem.tensors("train", s.examples)
     start = "its saved weights"
     if not problem.from_run and s.start_scale:
-        from evoprop.lab.search import write_vector
-
         dim = parameters_to_vector(problem.model.parameters()).numel()
         write_vector(problem.model, s.start_scale * torch.randn(dim, generator=torch.Generator().manual_seed(s.seed)))
         start = f"W ~ {s.start_scale:g} * N(0, 1)"

@@ -37,7 +37,7 @@ gradients) and backtracking over the stored CG iterates (here: a line search alo
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,7 @@ from torch.func import grad_and_value, jvp, vjp
 from evoprop.errors import TrainingDiverged
 from evoprop.optim.batch import BatchLoss, FlatParams, require_batch_loss, single_group
 from evoprop.optim.newton import ARMIJO_C1, BACKTRACK, RHO_HIGH, RHO_LOW, _count, _positive
+from evoprop.optim.registry import register_optimizer
 
 
 def ggn_product(batch: BatchLoss, flat: FlatParams, theta: torch.Tensor, rows: int | None = None
@@ -239,8 +240,6 @@ def conjugate_gradient(
 
 
 def _register() -> None:
-    from evoprop.optim.registry import register_optimizer
-
     register_optimizer(
         "hessian-free",
         HessianFree,

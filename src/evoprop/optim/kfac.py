@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evoprop.errors import TrainingDiverged
+from evoprop.optim.registry import register_optimizer
 
 FISHERS = ("true", "empirical")
 DAMPING_MODES = ("factored", "exact")
@@ -416,8 +417,6 @@ def _check(value: Any, name: str, ok: Callable[[float], bool], expected: str) ->
 
 
 def _register() -> None:
-    from evoprop.optim.registry import register_optimizer
-
     register_optimizer(
         "natural",
         KFAC,

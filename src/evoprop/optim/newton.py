@@ -43,9 +43,10 @@ import torch
 from torch import nn
 from torch.func import grad, grad_and_value, jacrev
 
-from evoprop.device import available_memory
+from evoprop.device import available_memory, parse_bytes
 from evoprop.errors import ConfigError, TrainingDiverged
 from evoprop.optim.batch import BatchLoss, FlatParams, require_batch_loss, single_group
+from evoprop.optim.registry import register_optimizer
 
 ARMIJO_C1 = 1e-4  # sufficient-decrease constant (Nocedal & Wright, §3.1)
 BACKTRACK = 0.5  # α ← α / 2 per rejected trial
@@ -186,8 +187,6 @@ def damped_solve(h: torch.Tensor, g: torch.Tensor, lam: float, boost: float, max
 def check_hessian_memory(dim: int, dtype: torch.dtype, device: torch.device, max_memory: Any, name: str,
                          matrices: int = 3) -> None:
     """Raise a one-line ConfigError when ``matrices`` d × d matrices exceed the memory budget."""
-    from evoprop.config import parse_bytes
-
     budget = parse_bytes(max_memory) if max_memory is not None else available_memory(device) // 2
     itemsize = torch.empty((), dtype=dtype).element_size()
     need = matrices * dim * dim * itemsize
@@ -218,8 +217,6 @@ def _count(value: Any, name: str, minimum: int = 1) -> None:
 
 
 def _register() -> None:
-    from evoprop.optim.registry import register_optimizer
-
     register_optimizer(
         "newton",
         Newton,

@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 
 import evoprop
 from evoprop import distributed as dist
-from evoprop.config import TrainConfig, applies_to_method, parse_bytes
+from evoprop.config import TrainConfig, applies_to_method
 from evoprop.data import load_dataset
-from evoprop.device import describe_machine, resolve_device
+from evoprop.device import describe_machine, parse_bytes, resolve_device
 from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.models import build_model, model_tag
 from evoprop.optim import make_optimizer

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evoprop.device import parse_bytes
 from evoprop.enums import SYNCED, resolve_combine
 from evoprop.errors import ConfigError, TrainingDiverged
 from evoprop.es import STRATEGIES, make_strategy
@@ -39,8 +40,6 @@ ELITIST = ("elitist", "inject")  # the model's layer competes; a challenger must
 def check_evolution_settings(config) -> None:
     """The evolution group of a TrainConfig (called by ``TrainConfig.validate``): what depends on several
     settings (each one's type, range and choices are checked from its metadata first)."""
-    from evoprop.config import parse_bytes
-
     if config.es_layers is not None:
         if not config.es_layers:
             raise ConfigError("es_layers must be a non-empty list of layer indices, got []")

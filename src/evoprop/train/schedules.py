@@ -47,6 +47,8 @@ from typing import Any
 import torch
 
 from evoprop.errors import ConfigError
+from evoprop.optim.registry import get_spec
+from evoprop.train.gradient_noise import gradient_noise
 
 SCHEDULES = ("constant", "lr-decay", "batch-growth", "hybrid", "step", "cosine")
 #: The four schedules of Sato & Iiduka (2023): δ constant, or cut by γ per stage through η, b or both.
@@ -168,8 +170,6 @@ def check_schedule(name: str, *, lr: float | None, batch_size: int, epochs: int,
 def check_schedule_config(config) -> None:
     """The schedule group of a TrainConfig (called by ``TrainConfig.validate``), with the lr the run will
     start from (the optimizer's default when none is given: the optimizer group is checked before)."""
-    from evoprop.optim.registry import get_spec
-
     if config.noise_sample == 1:
         raise ConfigError("noise_sample must be 0 (off) or at least 2: a spread needs two gradients")
     if config.schedule is None:
@@ -237,8 +237,6 @@ class TrainingSchedule:
 
     def start_epoch(self, trainer, epoch: int) -> dict[str, Any]:
         """Set the trainer's batch size and learning rate for ``epoch``; return the epoch's schedule figures."""
-        from evoprop.train.gradient_noise import gradient_noise
-
         train = trainer.data.train
         lr = self.schedule.lr_at(epoch)
         # a batch larger than the training split is the whole split: record the size actually used

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from evoprop.errors import TrainingDiverged
 from evoprop.optim.batch import BatchLoss
 from evoprop.train.metrics import evaluate
+from evoprop.train.schedules import stage_records
 from evoprop.train.summary import summarize
 
 # How often (in steps) the running loss is read back from the device: each read is a
@@ -128,8 +129,6 @@ class Trainer:
         out["seconds"] = sum(h["seconds"] for h in self.history)
         out["seconds_per_epoch"] = out["seconds"] / len(self.history) if self.history else None
         if self.schedule is not None:
-            from evoprop.train.schedules import stage_records
-
             out["stages"] = stage_records(self.history)
         return out
 

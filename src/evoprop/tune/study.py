@@ -44,6 +44,7 @@ from evoprop.config import TrainConfig
 from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.tune.artifacts import artifact_store
 from evoprop.tune.objective import Objective, SurplusTrial
+from evoprop.tune.objective import trial_title
 from evoprop.tune.settings import TuneConfig
 from evoprop.tune.space import apply_values
 from evoprop.tune.storage import open_storage, shown
@@ -243,8 +244,6 @@ def _target_trials(tune: TuneConfig) -> int:
 
 
 def _trial_logger(tune: TuneConfig, echo: Callable[[str], None]):
-    from evoprop.tune.objective import trial_title
-
     metric = tune.study.metric
 
     def log(study: optuna.Study, trial: FrozenTrial) -> None:
