@@ -8,6 +8,7 @@ import click
 
 from evoprop.cli.exits import EXIT_INTERRUPTED
 from evoprop.cli.train import train_options
+from evoprop.errors import ConfigError
 
 
 
@@ -58,7 +59,6 @@ def compare_command(config_file, out, seeds, epochs, device, data_dir, limit_tra
 
       evoprop compare --config examples/compare-hybrid.yaml --seeds 3 --epochs 5 --dry-run
     """
-    from evoprop.errors import ConfigError
     from evoprop.experiments.compare import command_line, compare, load_spec, plan
 
     for name, value in (("--seeds", seeds), ("--epochs", epochs)):

@@ -6,6 +6,8 @@ import shlex
 
 import click
 
+from evoprop.errors import ConfigError
+
 
 @click.command("report")
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...", type=click.Path())
@@ -40,7 +42,6 @@ def report_command(run_dirs, out, title, epochs, each_run, target_f1, baseline) 
 
       evoprop report runs/ --baseline "gradient sgd lr 0.01" --target-f1 0.9
     """
-    from evoprop.errors import ConfigError
     from evoprop.experiments import paper_references
     from evoprop.report import build_report
 

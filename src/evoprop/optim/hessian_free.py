@@ -36,17 +36,15 @@ gradients) and backtracking over the stored CG iterates (here: a line search alo
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import grad_and_value, jvp, vjp
+from torch.func import jvp, vjp
 
-from evoprop.errors import TrainingDiverged
-from evoprop.optim.batch import BatchLoss, FlatParams, require_batch_loss, single_group
-from evoprop.optim.newton import ARMIJO_C1, BACKTRACK, RHO_HIGH, RHO_LOW, _count, _positive
+from evoprop.optim.batch import BatchLoss, FlatParams, require_batch_loss
+from evoprop.optim.damped import DampedStep, count, positive
 from evoprop.optim.registry import register_optimizer
 
 
@@ -74,7 +72,7 @@ def ggn_product(batch: BatchLoss, flat: FlatParams, theta: torch.Tensor, rows: i
     return product
 
 
-class HessianFree(torch.optim.Optimizer):
+class HessianFree(DampedStep):
     """Hessian-free optimization (Martens 2010): CG on Gauss–Newton products (``step(BatchLoss(model, x, y))``).
 
     Args:
@@ -91,7 +89,7 @@ class HessianFree(torch.optim.Optimizer):
         max_backtracks: halvings of the step the line search tries before giving up on the step.
     """
 
-    needs_batch = True  # the trainer steps it with a BatchLoss
+    name = "hessian-free"
 
     def __init__(
         self,
@@ -107,37 +105,18 @@ class HessianFree(torch.optim.Optimizer):
         curvature_batch: int | None = 256,
         max_backtracks: int = 10,
     ):
-        _positive(lr, "lr")
-        _positive(damping, "damping")
-        _positive(min_damping, "min_damping")
-        _positive(cg_tol, "cg_tol")
-        if not (isinstance(boost, (int, float)) and not isinstance(boost, bool) and boost > 1):
-            raise ValueError(f"boost must be a number > 1, got {boost!r}")
+        positive(cg_tol, "cg_tol")
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay <= 1:
             raise ValueError(f"decay must be a number in [0, 1], got {decay!r}")
-        _count(cg_iters, "cg_iters")
-        _count(max_backtracks, "max_backtracks", minimum=0)
+        count(cg_iters, "cg_iters")
         if curvature_batch is not None:
-            _count(curvature_batch, "curvature_batch")
-        super().__init__(params, dict(lr=lr, damping=damping))
-        single_group(self, "hessian-free")
-        self.model = model
-        self.boost = float(boost)
-        self.min_damping = float(min_damping)
+            count(curvature_batch, "curvature_batch")
+        super().__init__(params, model, lr=lr, damping=damping, boost=boost, min_damping=min_damping,
+                         max_backtracks=max_backtracks)
         self.cg_iters = cg_iters
         self.cg_tol = float(cg_tol)
         self.decay = float(decay)
         self.curvature_batch = curvature_batch
-        self.max_backtracks = max_backtracks
-        self.flat = FlatParams(list(self.param_groups[0]["params"]), model)
-
-    def _state(self) -> dict:
-        return self.state[self.flat.params[0]]
-
-    @property
-    def damping(self) -> float:
-        """The current Levenberg–Marquardt λ."""
-        return float(self._state().get("lambda", self.param_groups[0]["damping"]))
 
     @torch.no_grad()
     def step(self, closure: BatchLoss | None = None) -> torch.Tensor:
@@ -146,44 +125,20 @@ class HessianFree(torch.optim.Optimizer):
         if batch.loss_fn is not F.cross_entropy:
             raise ValueError("hessian-free's Gauss-Newton matrix is that of the mean cross-entropy of logits: "
                              "use BatchLoss's default loss_fn")
-        group, state = self.param_groups[0], self._state()
-        lam = self.damping
-        theta = self.flat.vector()
-        with torch.enable_grad():
-            g, f0 = grad_and_value(lambda t: batch.loss(self.flat, t))(theta)
-        if not torch.isfinite(f0):
-            raise TrainingDiverged(f"hessian-free: the loss is {float(f0)}; lower lr or raise damping")
-        self.flat.write_grad(g)
+        state = self._state()
+        theta, g, f0 = self._gradient(batch)
         rows = self.curvature_batch if self.curvature_batch is not None and self.curvature_batch < len(batch) else None
         gv = ggn_product(batch, self.flat, theta, rows)
 
         previous = state.get("direction")
         start = previous.reshape(-1) * self.decay if previous is not None and self.decay > 0 else None
-        s, s_gs, iters = conjugate_gradient(gv, g, lam, start, self.cg_iters, self.cg_tol)
-
-        f_theta, slope = float(f0), float(g @ s)
-        alpha, accepted, f_new = group["lr"], False, f_theta
-        for _ in range(self.max_backtracks + 1):
-            f_new = float(batch.loss(self.flat, theta + alpha * s))
-            if math.isfinite(f_new) and f_new <= f_theta + ARMIJO_C1 * alpha * slope:
-                accepted = True
-                break
-            alpha *= BACKTRACK
-        if accepted:
-            predicted = alpha * slope + 0.5 * alpha * alpha * s_gs  # q(αs) − q(0), undamped
-            rho = (f_new - f_theta) / predicted if predicted < 0 else 0.0
-            self.flat.write(theta + alpha * s)
-        else:
-            rho = 0.0
-        if rho < RHO_LOW:
-            lam *= self.boost
-        elif rho > RHO_HIGH:
-            lam /= self.boost
-        state["lambda"] = max(lam, self.min_damping)
-        state["direction"] = s
-        state["step"] = int(state.get("step", 0)) + 1
-        state["last"] = {"rho": rho, "alpha": alpha if accepted else 0.0, "cg_iters": iters,
-                         "loss_after": f_new if accepted else f_theta}
+        s, s_gs, iters = conjugate_gradient(gv, g, self.damping, start, self.cg_iters, self.cg_tol)
+        slope = float(g @ s)
+        last = self._take_step(batch, theta, g, f0, s,
+                               lambda alpha: alpha * slope + 0.5 * alpha * alpha * s_gs,  # q(αs) − q(0), undamped
+                               self.damping)
+        state["direction"] = s  # CG's next warm start
+        last["cg_iters"] = iters
         return f0.detach()
 
 

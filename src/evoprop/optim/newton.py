@@ -36,24 +36,21 @@ returns the loss at the weights it started from, like torch.optim's closures.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 import torch
 from torch import nn
-from torch.func import grad, grad_and_value, jacrev
+from torch.func import grad, jacrev
 
 from evoprop.device import available_memory, parse_bytes
 from evoprop.errors import ConfigError, TrainingDiverged
-from evoprop.optim.batch import BatchLoss, FlatParams, require_batch_loss, single_group
+from evoprop.optim.batch import BatchLoss, FlatParams, require_batch_loss
+from evoprop.optim.damped import DampedStep, count
 from evoprop.optim.registry import register_optimizer
 
-ARMIJO_C1 = 1e-4  # sufficient-decrease constant (Nocedal & Wright, §3.1)
-BACKTRACK = 0.5  # α ← α / 2 per rejected trial
-RHO_LOW, RHO_HIGH = 0.25, 0.75  # reduction-ratio thresholds for λ (Martens 2010, §4.1)
 
 
-class Newton(torch.optim.Optimizer):
+class Newton(DampedStep):
     """Damped Newton's method on the exact mini-batch Hessian (``step(BatchLoss(model, x, y))``).
 
     Args:
@@ -69,7 +66,7 @@ class Newton(torch.optim.Optimizer):
         max_memory: bytes (or "2G") the d × d matrices may take; None: half of what is available.
     """
 
-    needs_batch = True  # the trainer steps it with a BatchLoss
+    name = "newton"
 
     def __init__(
         self,
@@ -84,35 +81,15 @@ class Newton(torch.optim.Optimizer):
         chunk_size: int = 512,
         max_memory: int | str | None = None,
     ):
-        _positive(lr, "lr")
-        _positive(damping, "damping")
-        _positive(min_damping, "min_damping")
-        if not (isinstance(boost, (int, float)) and not isinstance(boost, bool) and boost > 1):
-            raise ValueError(f"boost must be a number > 1, got {boost!r}")
-        _count(max_backtracks, "max_backtracks", minimum=0)
-        _count(chunk_size, "chunk_size")
+        count(chunk_size, "chunk_size")
         if hessian_batch is not None:
-            _count(hessian_batch, "hessian_batch")
-        super().__init__(params, dict(lr=lr, damping=damping))
-        single_group(self, "newton")
-        self.model = model
-        self.boost = float(boost)
-        self.min_damping = float(min_damping)
-        self.max_backtracks = max_backtracks
+            count(hessian_batch, "hessian_batch")
+        super().__init__(params, model, lr=lr, damping=damping, boost=boost, min_damping=min_damping,
+                         max_backtracks=max_backtracks)
         self.hessian_batch = hessian_batch
         self.chunk_size = chunk_size
-        self.flat = FlatParams(list(self.param_groups[0]["params"]), model)
         first = self.flat.params[0]
         check_hessian_memory(self.flat.dim, first.dtype, first.device, max_memory, "newton")
-
-    def _state(self) -> dict:
-        # optimizer-wide state with the first parameter (like torch.optim.LBFGS): state_dict carries it
-        return self.state[self.flat.params[0]]
-
-    @property
-    def damping(self) -> float:
-        """The current Levenberg–Marquardt λ."""
-        return float(self._state().get("lambda", self.param_groups[0]["damping"]))
 
     def hessian(self, batch: BatchLoss, theta: torch.Tensor | None = None, rows: int | None = None) -> torch.Tensor:
         """The exact d × d Hessian of the batch loss at θ (default: the current weights) on ``rows`` rows."""
@@ -123,45 +100,18 @@ class Newton(torch.optim.Optimizer):
     def step(self, closure: BatchLoss | None = None) -> torch.Tensor:
         """One damped Newton step on the mini-batch of ``closure``; returns the loss before it."""
         batch = require_batch_loss(closure, "newton")
-        group, state = self.param_groups[0], self._state()
-        lam = self.damping
-        theta = self.flat.vector()
-        with torch.enable_grad():
-            g, f0 = grad_and_value(lambda t: batch.loss(self.flat, t))(theta)
-        if not torch.isfinite(f0):
-            raise TrainingDiverged(f"newton: the loss is {float(f0)}; lower lr or raise damping")
-        self.flat.write_grad(g)  # as after backward: whoever reads .grad sees this batch's gradient
+        theta, g, f0 = self._gradient(batch)
         rows = self.hessian_batch if self.hessian_batch is not None and self.hessian_batch < len(batch) else None
         h = self.hessian(batch, theta, rows)
         if not torch.isfinite(h).all():
             raise TrainingDiverged("newton: the Hessian is not finite; lower lr or raise damping")
-        direction, lam = damped_solve(h, g, lam, self.boost)
+        direction, lam = damped_solve(h, g, self.damping, self.boost)
 
-        # backtracking line search on the whole batch (Armijo)
-        f_theta = float(f0)
-        slope = float(g @ direction)  # gᵀd < 0: d is a descent direction since H + λI ≻ 0
-        alpha, accepted, f_new = group["lr"], False, f_theta
-        for _ in range(self.max_backtracks + 1):
-            f_new = float(batch.loss(self.flat, theta + alpha * direction))
-            if math.isfinite(f_new) and f_new <= f_theta + ARMIJO_C1 * alpha * slope:
-                accepted = True
-                break
-            alpha *= BACKTRACK
-
-        if accepted:
+        def predicted(alpha: float) -> float:  # q(s) − q(0) of the undamped model, s = α d
             s = alpha * direction
-            predicted = float(g @ s + 0.5 * (s @ (h @ s)))  # q(s) − q(0), undamped model
-            rho = (f_new - f_theta) / predicted if predicted < 0 else 0.0
-            self.flat.write(theta + s)
-        else:
-            rho = 0.0  # no step: the model is not to be trusted at this λ
-        if rho < RHO_LOW:
-            lam *= self.boost
-        elif rho > RHO_HIGH:
-            lam /= self.boost
-        state["lambda"] = max(lam, self.min_damping)
-        state["step"] = int(state.get("step", 0)) + 1
-        state["last"] = {"rho": rho, "alpha": alpha if accepted else 0.0, "loss_after": f_new if accepted else f_theta}
+            return float(g @ s + 0.5 * (s @ (h @ s)))
+
+        self._take_step(batch, theta, g, f0, direction, predicted, lam)
         return f0.detach()
 
 
@@ -204,16 +154,6 @@ def _size(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} PiB"
-
-
-def _positive(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-
-
-def _count(value: Any, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _register() -> None:
