@@ -130,6 +130,8 @@ def test_stepsize_sweep_reports_every_step_size(capsys, data_dir, tmp_path):
     (["gradcheck", "--depth", "2", "--gradient", "analytic"], "use --depth 1"),
     (["gradcheck", "--h", "0"], "the step h must be positive"),
     (["stepsize", "--step-sizes", "1e-3,big"], "--step-sizes expects numbers"),
+    (["landscape", "--dataset", "nosuch", "--out", "x"], "unknown dataset 'nosuch'"),
+    (["gradcheck", "--split", "nope"], "unknown split 'nope'"),
 ])
 def test_user_mistakes_are_one_line_errors(capsys, data_dir, monkeypatch, args, words):
     monkeypatch.setenv("EVOPROP_DATA", str(data_dir))

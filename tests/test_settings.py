@@ -90,3 +90,13 @@ def test_the_special_options_are_made_from_their_fields_too(flag, value, field):
     assert flag in option.opts
     ctx = train_command.make_context("train", [flag, value])
     assert ctx.params[field] in (("momentum=0.9",), [0, 1], [2, 3])
+
+
+def test_the_lab_commands_take_their_model_options_from_the_same_fields():
+    """One statement of each setting: `evoprop landscape --help` shows TrainConfig's own help for --depth."""
+    from evoprop.cli.landscape import landscape_command
+
+    help_text = {p.name: p.help for p in landscape_command.params if isinstance(p, click.Option)}
+    depth = next(f for f in dataclasses.fields(TrainConfig) if f.name == "depth").metadata["setting"]
+    assert help_text["depth"].startswith(depth.help_text().rstrip("."))
+    assert "data_split" in help_text and "not with --run" in help_text["data_split"]

@@ -11,13 +11,11 @@ import math
 
 import click
 
+from evoprop.cli.train import setting_option
 from evoprop.config import check_setting
-from evoprop.data import DATASETS
-from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.errors import ConfigError
 from evoprop.lab.losses import LOSSES
 from evoprop.lab.problem import PIXELS, Problem, fresh_problem, run_problem
-from evoprop.models import ACTIVATIONS, INITS
 
 
 def fresh_defaults(*, dataset: str, depth: int, pixels: str, split: str, val_fraction: float) -> dict:
@@ -32,31 +30,23 @@ def model_options(defaults: dict, run: bool = True):
     split, val_fraction = defaults["data_split"], defaults["val_fraction"]
 
     def decorate(func):
+        fresh = "of a fresh model; not with --run"
         opts = [
-            click.option("--dataset", type=click.Choice(DATASETS), default=None,
-                         help=f"Data set of a fresh model [default: {dataset}]."),
-            click.option("--depth", type=int, default=None, metavar="N",
-                         help=f"Weight layers of a fresh MLP; 1 is the linear classifier W [x; 1] [default: {depth}]."),
-            click.option("--width", type=int, default=None, metavar="N", help="Units per hidden layer [default: 200]."),
-            click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default=None,
-                         help="Hidden activation [default: relu]."),
-            click.option("--init", type=click.Choice(list(INITS)), default=None,
-                         help="Weight initialisation of a fresh model [default: glorot]."),
+            setting_option("dataset", default=dataset, help_note=fresh),
+            setting_option("depth", default=depth, help_note=fresh),
+            setting_option("width", default=defaults["width"], help_note=fresh),
+            setting_option("activation", default=defaults["activation"], help_note=fresh),
+            setting_option("init", default=defaults["init"], help_note=fresh),
             click.option("--seed", type=int, default=None, metavar="N", help="Seed of the fresh model's init [default: 0]."),
             click.option("--pixels", type=click.Choice(PIXELS), default=None,
                          help="Pixel scale: unit = [0, 1] (evoprop's), raw = 0-255, centred = 0-255 minus the training "
                               f"mean image (CS231n's preprocessing) [default: {pixels}]."),
-            click.option("--split", "data_split", type=click.Choice(["paper", "official"]), default=None,
-                         help=f"How the data are split (see 'evoprop train --help') [default: {split}]."),
-            click.option("--val-fraction", type=float, default=None, metavar="X",
-                         help=f"Validation share of the train part [default: {val_fraction}]."),
-            click.option("--limit-train", type=int, default=None, metavar="N",
-                         help="Use only the first N training examples [default: all]."),
-            click.option("--limit-test", type=int, default=None, metavar="N",
-                         help="Use only the first N test (and validation) examples [default: all]."),
-            click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                         help=DATA_DIR_HELP),
-            click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+            setting_option("split", default=split, param="data_split", help_note=fresh),
+            setting_option("val_fraction", default=val_fraction, help_note=fresh),
+            setting_option("limit_train"),
+            setting_option("limit_test"),
+            setting_option("data_dir"),
+            setting_option("device", default="auto"),
         ]
         if run:
             opts.insert(0, click.option(
@@ -84,7 +74,7 @@ def build_problem(options: dict, defaults: dict) -> Problem:
     """The model and data the options describe (pops the model/data options from ``options``)."""
     given = {k: options.pop(k) for k in list(defaults) if k in options}
     run_dir = options.pop("run_dir", None)
-    common = dict(data_dir=options.pop("data_dir"), device=options.pop("device"),
+    common = dict(data_dir=options.pop("data_dir"), device=options.pop("device") or "auto",
                   limit_train=options.pop("limit_train"), limit_test=options.pop("limit_test"))
     if run_dir is not None:
         clash = sorted(k for k, v in given.items() if v is not None)
@@ -93,8 +83,9 @@ def build_problem(options: dict, defaults: dict) -> Problem:
             raise ConfigError(f"--run uses the run's own model and data; drop {names}")
         return run_problem(run_dir, **common)
     values = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
-    for name in ("depth", "width", "seed", "val_fraction"):  # the ranges of `evoprop train`'s options, stated once
+    for name in ("dataset", "depth", "width", "activation", "init", "seed", "val_fraction"):  # as TrainConfig checks them
         _check(name, values[name])
+    _check("split", values["data_split"], "--split")
     for name in ("limit_train", "limit_test"):
         _check(name, common[name])
     return fresh_problem(values["dataset"], depth=values["depth"], width=values["width"],

@@ -56,32 +56,38 @@ def setting_flag(name: str, config_class: type = TrainConfig) -> str:
     return config_class.settings()[name].flag or "--" + name.replace("_", "-")
 
 
-def setting_option(name: str, *, default=None, config_class: type = TrainConfig):
+def setting_option(name: str, *, default=None, config_class: type = TrainConfig, param: str | None = None,
+                   help_note: str = ""):
     """The click option of TrainConfig field ``name``, everything from the field: its type (the
     annotation), help (its ``setting(help=...)`` with the choices), range and default (``default``: the
     one a command shows instead). It defaults to None, so that only what the user typed overrides a
-    config file, which overrides the defaults; a "pairs" setting (--opt) gives a tuple of KEY=VALUE."""
+    config file, which overrides the defaults; a "pairs" setting (--opt) gives a tuple of KEY=VALUE.
+    ``param``: the Python name click passes it as (default: the field's); ``help_note``: words added
+    in brackets after the help (a command that uses the setting for something narrower says so)."""
     f = next(f for f in dataclasses.fields(config_class) if f.name == name)
     meta: Setting = f.metadata["setting"]
     base = _parsed_type(typing.get_type_hints(config_class)[name])
     flag = setting_flag(name, config_class)
     help_ = meta.help_text()
+    param = param or name
     allowed = allowed_values(name) if name in TrainConfig.field_names() else None
     if allowed and allowed != "a positive integer":  # the range, from the field (its one statement)
         help_ = f"{help_.rstrip('.')}: {allowed}."
+    if help_note:
+        help_ = f"{help_.rstrip('.')} ({help_note})."
     if default is None and meta.default_text is None and f.default is not dataclasses.MISSING:
         default = f.default  # a factory's ({} for --opt) is not shown
     shown = default if default is not None else meta.default_text
     if shown is not None:
         help_ = f"{help_} [default: {shown}]"
     if meta.cli_type == "pairs":
-        return click.option(flag, name, multiple=True, metavar="KEY=VALUE", help=help_)
+        return click.option(flag, param, multiple=True, metavar="KEY=VALUE", help=help_)
     if base is bool:  # a flag pair
-        return click.option(f"{flag}/--no-{flag.removeprefix('--')}", name, default=None, help=help_)
+        return click.option(f"{flag}/--no-{flag.removeprefix('--')}", param, default=None, help=help_)
     type_ = {list: _IntList(name, flag), int: int, float: float}.get(base, str)
     if meta.cli_type == "directory":
         type_ = click.Path(file_okay=False)
-    return click.option(flag, name, type=type_, default=None, help=help_,
+    return click.option(flag, param, type=type_, default=None, help=help_,
                         metavar=meta.metavar or _METAVARS.get(type_))
 
 
