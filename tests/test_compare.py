@@ -277,6 +277,20 @@ def test_the_studys_file_plans_every_rule_against_sgd(tmp_path):
         (1000, 256, 0.01, 64, 10)
 
 
+
+@pytest.mark.parametrize("name, dataset, baseline, popsize", [
+    ("compare-hybrid-cifar", "cifar10-gray", "sgd", 800), ("compare-hybrid-adam", "mnist", "adam", 1000)])
+def test_the_follow_up_files_pit_the_best_two_rules_against_the_gradient_optimizer(tmp_path, name, dataset,
+                                                                                   baseline, popsize):
+    spec = load_spec(REPO / "examples" / f"{name}.yaml", out=tmp_path)
+    assert list(spec.arms) == [baseline, "elitist", "inject"] and spec.baseline == baseline
+    assert len(spec.seeds) == 3 and spec.epochs >= 20
+    planned = plan(spec)
+    assert {p.config.dataset for p in planned} == {dataset} and all(p.config.depth == 10 for p in planned)
+    assert {(p.config.combine, p.config.popsize) for p in planned if p.config.method == "hybrid"} == \
+        {("elitist", popsize), ("inject", popsize)}
+    assert {p.config.optimizer for p in planned} == {"adam" if baseline == "adam" else "sgd"}
+
 def test_a_config_error_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         spec_from_mapping({"arms": {"x": {"depth": 0}}}, source="mine.yaml")
