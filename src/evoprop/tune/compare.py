@@ -25,7 +25,6 @@ training is taken as picked, as in evoprop.tune.hitl.
 from __future__ import annotations
 
 import sys
-import time
 import warnings
 from typing import Callable
 
@@ -36,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.tune.artifacts import CURVE, WEIGHTS, artifact_store
+from evoprop.tune.hitl import wait_for_people
 from evoprop.tune.objective import fail_unless_decided, frozen, train_trial, trial_title
 from evoprop.tune.settings import TuneConfig
 from evoprop.tune.storage import open_storage, shown
@@ -94,22 +94,10 @@ def run_compare_study(tune: TuneConfig, echo: Callable[[str], None] | None = Non
     store = artifact_store(tune.artifact_dir)
     study = open_compare_study(tune)
     target = tune.study.n_trials
-    started, announced = time.monotonic(), None
-    while True:
-        counts = count_trials(study)
-        if counts["complete"] >= target:
-            break
-        if timeout is not None and time.monotonic() - started > timeout:
-            raise EvopropError(f"{counts['complete']} of {target} trials compared after {timeout:g} s; "
-                               "run the same command again to go on")
-        if study.should_generate() and _proposed(study) < target:
-            _propose(study, tune, store, echo)
-            continue
-        if announced != counts["complete"]:
-            announced = counts["complete"]
-            echo(f"{counts['complete']}/{target} compared; pick the worst of the trials shown side by side in the "
-                 f"dashboard: evoprop dashboard {shown(tune.storage)}")
-        time.sleep(poll)
+    wait_for_people(study, tune, "compared", echo, poll, timeout,
+                    ready=lambda c: study.should_generate() and _proposed(study) < target,
+                    propose=lambda: _propose(study, tune, store, echo),
+                    waiting=lambda c: "pick the worst of the trials shown side by side in the dashboard")
     return finish_compare(tune, study)
 
 

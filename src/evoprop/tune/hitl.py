@@ -89,23 +89,35 @@ def run_human_study(tune: TuneConfig, echo: Callable[[str], None] | None = None,
         warnings.simplefilter("ignore", ExperimentalWarning)
         register_objective_form_widgets(study, widgets=[widget])
     target, ready = tune.study.n_trials, tune.study.waiting
+    wait_for_people(study, tune, "rated", echo, poll, timeout,
+                    ready=lambda c: c["running"] < ready and c["complete"] + c["running"] < target,
+                    propose=lambda: _propose(study, tune, store, echo),
+                    waiting=lambda c: f"{c['running']} trial(s) wait for a rating in the dashboard")
+    return finish(tune, study)
+
+
+def wait_for_people(study: optuna.Study, tune: TuneConfig, verb: str, echo: Callable[[str], None], poll: float,
+                    timeout: float | None, *, ready: Callable[[dict], bool], propose: Callable[[], None],
+                    waiting: Callable[[dict], str]) -> None:
+    """Until ``n_trials`` trials are complete (``verb``: rated, compared): ``propose()`` a trial whenever
+    ``ready(counts)``, else say once per change what the person is to do (``waiting(counts)``) and poll.
+    After ``timeout`` seconds, one line: the same command goes on where this one stopped."""
+    target = tune.study.n_trials
     started, announced = time.monotonic(), None
     while True:
         counts = count_trials(study)
         if counts["complete"] >= target:
-            break
+            return
         if timeout is not None and time.monotonic() - started > timeout:
-            raise EvopropError(f"{counts['complete']} of {target} trials rated after {timeout:g} s; "
+            raise EvopropError(f"{counts['complete']} of {target} trials {verb} after {timeout:g} s; "
                                "run the same command again to go on")
-        if counts["running"] < ready and counts["complete"] + counts["running"] < target:
-            _propose(study, tune, store, echo)
+        if ready(counts):
+            propose()
             continue
         if announced != counts["complete"]:
             announced = counts["complete"]
-            echo(f"{counts['complete']}/{target} rated; {counts['running']} trial(s) wait for a rating in the "
-                 f"dashboard: evoprop dashboard {shown(tune.storage)}")
+            echo(f"{counts['complete']}/{target} {verb}; {waiting(counts)}: evoprop dashboard {shown(tune.storage)}")
         time.sleep(poll)
-    return finish(tune, study)
 
 
 def _propose(study: optuna.Study, tune: TuneConfig, store, echo: Callable[[str], None]) -> None:
