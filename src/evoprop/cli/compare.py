@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from evoprop.cli.exits import EXIT_INTERRUPTED
+from evoprop.cli.plans import echo_plan, exit_interrupted
 from evoprop.cli.train import train_options
 from evoprop.errors import ConfigError
 
@@ -69,9 +69,7 @@ def compare_command(config_file, out, seeds, epochs, device, data_dir, limit_tra
     spec = load_spec(config_file, seeds=seeds, out=out, changes=changes)
     if dry_run:
         planned = plan(spec)
-        for i, p in enumerate(planned, start=1):
-            click.echo(f"[{i}/{len(planned)}] {p.name}: {p.describe()} -> {p.path}")
-        click.echo(f"{sum(p.remaining for p in planned)} epochs to run")
+        echo_plan(planned)
         return
     if progress is None:
         progress = sys.stderr.isatty()
@@ -81,8 +79,6 @@ def compare_command(config_file, out, seeds, epochs, device, data_dir, limit_tra
         result = compare(spec, device=device, progress=progress, echo=lambda line: click.echo(line, err=True),
                          command=command)
     except KeyboardInterrupt:
-        click.echo("evoprop: interrupted; completed epochs are saved: run the same command again to continue",
-                   err=True)
-        click.get_current_context().exit(EXIT_INTERRUPTED)
+        exit_interrupted()
     click.echo(result.files["table_md"].read_text())
     click.echo(", ".join(str(p) for p in result.files.values()))

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from evoprop.cli.exits import EXIT_INTERRUPTED
+from evoprop.cli.plans import exit_interrupted
 from evoprop.cli.train import setting_options
 from evoprop.config import TrainConfig
 from evoprop.train.schedules import GRADUATED, SCHEDULES
@@ -79,8 +79,6 @@ def graduated_command(schedules, preset, config_file, out, progress, **options) 
         result = compare_schedules(base, out, schedules=list(schedules), progress=progress,
                                    echo=lambda line: click.echo(line, err=True))
     except KeyboardInterrupt:
-        click.echo("evoprop: interrupted; completed epochs are saved: run the same command again to continue",
-                   err=True)
-        click.get_current_context().exit(EXIT_INTERRUPTED)
+        exit_interrupted()
     click.echo(result.files["table_md"].read_text())
     click.echo(", ".join(str(p) for p in result.files.values()))

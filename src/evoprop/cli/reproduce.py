@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from evoprop.cli.exits import EXIT_INTERRUPTED
+from evoprop.cli.plans import echo_plan, exit_interrupted
 from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.experiments.paper_tables import PAPER_EPOCHS, TABLES
 
@@ -80,18 +80,14 @@ def reproduce_command(table, epochs, rows, out, seed, seeds, device, init, data_
         planned = plan(table, out, **kwargs)
         for name, line in dict.fromkeys((f"{p.table.name} {p.row.id}", p.settings_line) for p in planned):
             click.echo(f"{name}: {line}")
-        for i, p in enumerate(planned, start=1):
-            click.echo(f"[{i}/{len(planned)}] {p.name}: {p.describe()} -> {p.path}")
-        click.echo(f"{sum(p.remaining for p in planned)} epochs to run")
+        echo_plan(planned)
         return
     if progress is None:
         progress = sys.stderr.isatty()
     try:
         results = reproduce(table, out, progress=progress, echo=lambda line: click.echo(line, err=True), **kwargs)
     except KeyboardInterrupt:
-        click.echo("evoprop: interrupted; completed epochs are saved: run the same command again to continue",
-                   err=True)
-        click.get_current_context().exit(EXIT_INTERRUPTED)
+        exit_interrupted()
     for result in results:
         click.echo(result.files["table_md"].read_text())
         click.echo(f"{result.table.name}: {', '.join(str(p) for p in result.files.values())}\n")
