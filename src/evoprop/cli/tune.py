@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
 from evoprop.cli.train import setting_options
+from evoprop.runs import RunDir
 from evoprop.tune.settings import METRICS, PRUNERS, SAMPLERS, load_tune_config
 from evoprop.tune.storage import shown
 
@@ -119,6 +117,4 @@ def trial_params(trial) -> str:
 
 
 def _val_selected_test_f1(run_dir: str | None) -> float | None:
-    if not run_dir or not (Path(run_dir) / "summary.json").is_file():
-        return None
-    return json.loads((Path(run_dir) / "summary.json").read_text()).get("val_selected_test_f1")
+    return RunDir(run_dir).summary_or_empty().get("val_selected_test_f1") if run_dir else None
