@@ -44,7 +44,7 @@ from evoprop.config import TrainConfig
 from evoprop.device import resolve_device
 from evoprop.population.evaluator import native_bfloat16
 from evoprop.runs import build_trainer
-from evoprop.train.layer_search import COMBINE_RULES
+from evoprop.enums import COMBINE_RULES
 
 GENERATION_FLOP = 2 * 256 * 1000 * (784 * 200 + 8 * 200 * 200 + 200 * 10)
 
