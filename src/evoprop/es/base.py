@@ -226,6 +226,23 @@ class Strategy(abc.ABC):
         return bounds[owned[0]][0], bounds[owned[-1]][1]
 
     @property
+    def sharded(self) -> bool:
+        """Whether this strategy holds only one process's slices (:meth:`shard`)."""
+        return self._shard is not None
+
+    def slice_rows(self) -> list[tuple[int, int]]:
+        """The [start, stop) rows of the population in each slice this process holds, in slice order."""
+        bounds = slice_bounds(self._popsize, self._slices)
+        return [bounds[k] for k in self._owned_slices()]
+
+    def rows_per_process(self) -> list[int]:
+        """How many rows of each population every process holds, by rank ([popsize] unless sharded)."""
+        if self._shard is None:
+            return [self._popsize]
+        bounds, per = slice_bounds(self._popsize, self._slices), self._slices // self._shard.world
+        return [bounds[(r + 1) * per - 1][1] - bounds[r * per][0] for r in range(self._shard.world)]
+
+    @property
     def local_popsize(self) -> int:
         """How many rows of each population this process draws and evaluates (popsize unless sharded)."""
         start, stop = self._local_rows()

@@ -21,7 +21,7 @@ import torch
 
 from evoprop import distributed as dist
 from evoprop.errors import ConfigError
-from evoprop.es.slices import Shard, slice_bounds
+from evoprop.es.slices import Shard
 
 DEFAULT_CHECK_EVERY = 10
 SHARDABLE = ("sep",)
@@ -57,16 +57,10 @@ def evaluate(strategy, evaluator, candidates: torch.Tensor, inputs, targets, los
     each holds its own), so every loss is computed on the same shapes either way."""
     if not _sliced(strategy):
         return evaluator(candidates, inputs, targets, loss_fn)
-    bounds = slice_bounds(strategy.popsize, strategy.slices)
-    owned = strategy._owned_slices()
-    start = bounds[owned[0]][0]
-    local = torch.cat([evaluator(candidates[a - start:b - start], inputs, targets, loss_fn)
-                       for a, b in (bounds[k] for k in owned)])
-    if strategy._shard is None:
-        return local
-    per = strategy.slices // strategy._shard.world
-    counts = [bounds[(r + 1) * per - 1][1] - bounds[r * per][0] for r in range(strategy._shard.world)]
-    return dist.all_gather_losses(local, counts)
+    rows = strategy.slice_rows()
+    start = rows[0][0]
+    local = torch.cat([evaluator(candidates[a - start:b - start], inputs, targets, loss_fn) for a, b in rows])
+    return dist.all_gather_losses(local, strategy.rows_per_process()) if strategy.sharded else local
 
 
 def row(strategy, candidates: torch.Tensor, i: int) -> torch.Tensor:
@@ -100,6 +94,6 @@ def checksum(strategy, model: torch.nn.Module | None = None) -> torch.Tensor:
 
 def check(strategy, model: torch.nn.Module | None = None) -> None:
     """Every ``check_every()`` generations of a distributed run: the ranks' states must be identical."""
-    if getattr(strategy, "_shard", None) is None or strategy.generation % check_every():
+    if not getattr(strategy, "sharded", False) or strategy.generation % check_every():
         return
     dist.check_same_state(checksum(strategy, model), f"after generation {strategy.generation}, the search's state")
