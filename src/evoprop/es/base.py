@@ -49,7 +49,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -57,7 +57,7 @@ from evoprop.errors import ConfigError, StrategyDiverged
 
 from .constants import default_popsize, expected_norm, log_weights
 from . import draws
-from .slices import Shard, check_slices, slice_bounds, slice_seed
+from .slices import Shard, aligned, check_slices, slice_bounds, slice_seed
 
 __all__ = ["Best", "Strategy", "default_popsize", "expected_norm", "log_weights", "rank"]
 
@@ -248,15 +248,56 @@ class Strategy(abc.ABC):
         start, stop = self._local_rows()
         return stop - start
 
-    def _sliced_sums(self, parts: torch.Tensor) -> torch.Tensor:
+    def _own_rows(self, v: torch.Tensor) -> torch.Tensor:
+        """The entries of a per-sample vector (P,) that belong to this process's rows (all unless sharded)."""
+        start, stop = self._local_rows()
+        return v[start:stop]
+
+    def _sliced_sums(self, parts: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Per-slice partial sums of this process's slices, (n_owned, ...) -> their total over all S
-        slices, added in slice order (the same rounding however the slices are spread over processes)."""
+        slices, added in slice order (the same rounding however the slices are spread over processes).
+        The parts travel in their own dtype; ``dtype`` (default: theirs) is the one they are added in."""
         if self._shard is not None:
             parts = self._shard.gather(parts)
-        total = parts[0].clone()
+        total = parts[0].to(dtype or parts.dtype, copy=True)
         for k in range(1, parts.shape[0]):
             total.add_(parts[k])
         return total
+
+    def _local_slices(self, n: int | None = None) -> list[slice]:
+        """This process's slices as ranges of its own rows (0 = its first row), in slice order; with
+        ``n``, only the parts of them among its first ``n`` rows (empty parts left out)."""
+        start = self._local_rows()[0]
+        pieces = [slice(a - start, b - start if n is None else min(b - start, n)) for a, b in self.slice_rows()]
+        return [p for p in pieces if p.start < p.stop]
+
+    def _per_slice(self, fn: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        """``fn`` (a map of rows to rows, such as ``_sample``) on this process's first ``len(rows)`` rows.
+
+        Drawn in slices, ``fn`` runs on each slice's rows apart (read from aligned memory,
+        :func:`~evoprop.es.slices.aligned`) and the results are joined into one new contiguous
+        tensor, so that a row is computed on the same shapes, layouts and alignment however the
+        slices are spread over processes (a matrix product's rounding may depend on all three).
+        """
+        if self._slices == 1:
+            return fn(rows)
+        return torch.cat([fn(aligned(rows[p])) for p in self._local_slices(rows.shape[0])])
+
+    def _slice_sums(self, width: int, fill: Callable[..., None], *per_row: torch.Tensor,
+                    dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The total over all S slices of a quantity summed over each slice's rows (``width`` values).
+
+        ``per_row`` are tensors indexed by this process's rows (z, y, ``_own_rows`` weights);
+        ``fill(out, *pieces)`` writes one slice's part into ``out`` (``width`` values, work dtype)
+        given their rows of that slice (in aligned memory, as in ``_per_slice``). Every process's
+        parts are gathered and added in slice order, in ``dtype`` (``_sliced_sums``).
+        Communication: S · width values of the work dtype per call.
+        """
+        owned = self._local_slices()
+        parts = torch.empty(len(owned), width, device=self._device, dtype=self._work_dtype)
+        for part, rows in zip(parts, owned):
+            fill(part, *(aligned(t[rows]) for t in per_row))
+        return self._sliced_sums(parts, dtype)
 
     # -- public read-only properties -------------------------------------
     @property
@@ -348,7 +389,7 @@ class Strategy(abc.ABC):
 
     def _candidates(self, z: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """mean + sigma * _sample(z), into ``out`` when given; returns (x, y), y None unless kept."""
-        y = self._sample(z)
+        y = self._per_slice(self._sample, z)
         m = self._mean.to(self._work_dtype).unsqueeze(0)
         if out is None and not self._keeps_y:  # the update needs only z: build x in y's memory
             return y.mul_(self._sigma).add_(m), None
@@ -404,14 +445,16 @@ class Strategy(abc.ABC):
         self._injections.extend(row.to(device=self._device, dtype=self._state_dtype).clone() for row in x)
 
     def _clip_injected(self, z: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor, k: int) -> None:
-        """Steps of the first ``k`` (injected) rows, clipped for the update (see ``inject``)."""
-        yi = (x[:k].to(self._state_dtype) - self._mean.unsqueeze(0)) / self._sigma
-        zi = self._whiten(yi.to(self._work_dtype)).to(self._state_dtype)
+        """Steps of the first ``k`` (injected) rows, clipped for the update (see ``inject``); drawn in
+        slices, slice by slice (see ``_per_slice``)."""
         bound = math.sqrt(self._dim) + 2.0 * self._dim / (self._dim + 2.0)
-        scale = (bound / zi.norm(dim=1).clamp_min(1e-300)).clamp(max=1.0).unsqueeze(1)
-        z[:k] = (zi * scale).to(z.dtype)
-        if y is not None:
-            y[:k] = (yi * scale).to(y.dtype)
+        for rows in self._local_slices(k):
+            yi = (x[rows].to(self._state_dtype) - self._mean.unsqueeze(0)) / self._sigma
+            zi = self._whiten(yi.to(self._work_dtype)).to(self._state_dtype)
+            scale = (bound / zi.norm(dim=1).clamp_min(1e-300)).clamp(max=1.0).unsqueeze(1)
+            z[rows] = (zi * scale).to(z.dtype)
+            if y is not None:
+                y[rows] = (yi * scale).to(y.dtype)
 
     @property
     def injected(self) -> int:
@@ -457,7 +500,7 @@ class Strategy(abc.ABC):
             if not bool(torch.isfinite(sol).all()):
                 raise ConfigError("tell() got solutions containing NaN or infinite values")
             y = ((sol - self._mean.unsqueeze(0)) / self._sigma).to(self._work_dtype)
-            z = self._whiten(y)
+            z = self._per_slice(self._whiten, y)
             x = solutions.to(device=self._device, dtype=self._work_dtype)
         self._injected_rows = len(self._pending["injected"])
         if self._injected_rows:

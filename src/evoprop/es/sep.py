@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from .family import CMAFamily
-from .slices import slice_bounds
 
 
 class SepCMA(CMAFamily):
@@ -79,12 +78,15 @@ class SepCMA(CMAFamily):
         process's z holds its slices' rows), gathered and added in slice order."""
         if self._slices == 1:
             return weighted_moments(z, ws)
-        start = self._local_rows()[0]
-        bounds = slice_bounds(self._popsize, self._slices)
-        parts = torch.stack([torch.stack(weighted_moments(z[a - start:b - start], ws[a:b]))
-                             for a, b in (bounds[k] for k in self._owned_slices())])
-        total = self._sliced_sums(parts)
-        return total[0], total[1]
+        d = self._dim
+
+        def fill(out: torch.Tensor, z_k: torch.Tensor, w_k: torch.Tensor) -> None:
+            first, second = weighted_moments(z_k, w_k)
+            out[:d].copy_(first)
+            out[d:].copy_(second)
+
+        total = self._slice_sums(2 * d, fill, z, self._own_rows(ws))  # S·2d values over the processes
+        return total[:d], total[d:]
 
     def _update_C(self, z_sq: torch.Tensor, h_sigma: bool) -> None:
         """The diagonal of Hansen 2016, eq. 47 (positive weights only, Σw = 1):

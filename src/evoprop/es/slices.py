@@ -10,8 +10,12 @@ The update's weighted sums are computed per slice (over the slice's own rows) an
 order, so the sum's rounding is the same however the slices are spread over processes: a
 :class:`Shard` (set with ``Strategy.shard``) says which slices this process holds and how the
 per-slice sums of all of them are gathered (an all-gather of S·2d values: O(S·d) communication,
-never O(P·d)). The collectives are plain callables (:mod:`evoprop.distributed` provides them):
-nothing here imports torch.distributed.
+never O(P·d)).
+Whatever a strategy computes from a slice's rows (its samples y = A z, the whitened steps of
+repaired or injected rows, the per-slice sums) it computes on that slice alone, from aligned
+memory (:func:`aligned`), so that each row meets the same shapes, layouts and alignment on one
+process as on several (matrix products round differently otherwise). The collectives are plain
+callables (:mod:`evoprop.distributed` provides them): nothing here imports torch.distributed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from evoprop.errors import ConfigError
 
-__all__ = ["Shard", "slice_bounds", "slice_seed"]
+__all__ = ["Shard", "aligned", "slice_bounds", "slice_seed"]
 
 _MASK = (1 << 64) - 1
 
@@ -47,6 +51,25 @@ def slice_seed(seed: int, generation: int, k: int) -> int:
 def slice_bounds(popsize: int, slices: int) -> list[tuple[int, int]]:
     """The [start, stop) rows of each of the ``slices`` slices of a population of ``popsize``."""
     return [(k * popsize // slices, (k + 1) * popsize // slices) for k in range(slices)]
+
+
+#: the start address (bytes) at which a slice's rows are used in place, as allocations start (PyTorch's CPU
+#: allocator aligns to 64 bytes)
+ALIGNMENT = 64
+
+
+def aligned(rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` itself if contiguous and starting on a 64-byte boundary, else a copy in fresh memory.
+
+    A matrix product's rounding may depend on where its operands start in memory (MKL's does: the
+    same 5 x 14 rows times the same matrix differ in the last bit when they start 24 bytes past a
+    64-byte boundary). A slice at an offset inside one process's population is therefore copied
+    before a product reads it, so that it is read from aligned memory just as the other process,
+    whose rows start its own tensor, reads it.
+    """
+    if rows.is_contiguous() and rows.data_ptr() % ALIGNMENT == 0:
+        return rows
+    return rows.clone(memory_format=torch.contiguous_format)
 
 
 def check_slices(slices: object, popsize: int) -> int:

@@ -21,7 +21,7 @@ import torch
 
 from evoprop import distributed as dist
 from evoprop.errors import ConfigError
-from evoprop.es.slices import Shard
+from evoprop.es.slices import Shard, aligned
 
 DEFAULT_CHECK_EVERY = 10
 SHARDABLE = ("sep",)
@@ -54,12 +54,14 @@ def evaluate(strategy, evaluator, candidates: torch.Tensor, inputs, targets, los
     """The losses of the whole population (P,), given this process's rows ``candidates``.
 
     Drawn in slices, the rows are evaluated slice by slice (whether one process holds them all or
-    each holds its own), so every loss is computed on the same shapes either way."""
+    each holds its own), each from aligned memory (:func:`evoprop.es.slices.aligned`), so every loss
+    is computed on the same shapes and alignment either way."""
     if not _sliced(strategy):
         return evaluator(candidates, inputs, targets, loss_fn)
     rows = strategy.slice_rows()
     start = rows[0][0]
-    local = torch.cat([evaluator(candidates[a - start:b - start], inputs, targets, loss_fn) for a, b in rows])
+    local = torch.cat([evaluator(aligned(candidates[a - start:b - start]), inputs, targets, loss_fn)
+                       for a, b in rows])
     return dist.all_gather_losses(local, strategy.rows_per_process()) if strategy.sharded else local
 
 
