@@ -47,6 +47,7 @@ Numerical trouble, case by case:
 from __future__ import annotations
 
 import math
+from typing import Union
 
 import torch
 
@@ -102,9 +103,40 @@ def add_weighted_gram_lower(C: torch.Tensor, Y: torch.Tensor, w: torch.Tensor, a
         C[s:e, :e].add_((Y[:, s:e].T @ wY[:, :e]).to(C.dtype), alpha=alpha)
 
 
+def lower_size(d: int) -> int:
+    """How many values the lower block triangle of a d x d matrix holds (the blocks C[s:e, :e] that
+    ``add_weighted_gram_lower`` writes): about d²/2 · (1 + 1/nb), nb = ⌈d / BLOCK⌉ block rows."""
+    return sum((e - s) * e for s, e in _bounds(d))
+
+
+def weighted_gram_lower_into(out: torch.Tensor, Y: torch.Tensor, w: torch.Tensor) -> None:
+    """Yᵀ diag(w) Y on the lower block triangle, packed block row after block row into the 1-D ``out``
+    (``lower_size(d)`` values, Y's dtype): what ``add_weighted_gram_lower`` adds, as a tensor to send."""
+    wY = w.to(Y.dtype).unsqueeze(1) * Y
+    offset = 0
+    for s, e in _bounds(Y.shape[1]):
+        n = (e - s) * e
+        torch.mm(Y[:, s:e].T, wY[:, :e], out=out[offset:offset + n].view(e - s, e))
+        offset += n
+
+
+def add_lower_packed(C: torch.Tensor, packed: torch.Tensor, alpha: float) -> None:
+    """C += alpha · the lower block triangle ``packed`` (as ``weighted_gram_lower_into`` lays it out)."""
+    offset = 0
+    for s, e in _bounds(C.shape[0]):
+        n = (e - s) * e
+        C[s:e, :e].add_(packed[offset:offset + n].view(e - s, e).to(C.dtype), alpha=alpha)
+        offset += n
+
+
 def symmetrized(C: torch.Tensor) -> torch.Tensor:
     """The full symmetric matrix whose lower triangle C holds."""
     return C.tril() + C.tril(-1).T
+
+
+#: The rank-μ product Σ w°_i y_i y_iᵀ of one generation: (rows, their weights), multiplied out when added
+#: to C, or (drawn in slices) its lower block triangle already summed over the slices, packed.
+RankMu = Union[tuple[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class FullCovariance:
@@ -190,6 +222,38 @@ class FullCovariance:
         if not float(diag.min()) > 0:
             return "its covariance matrix lost positive definiteness (a variance is no longer positive)"
         return None
+
+    # -- the update's weighted sums ----------------------------------------
+    def _weighted_sums(self, z: torch.Tensor, y: torch.Tensor, w_step: torch.Tensor,
+                       w_rank_mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, RankMu]:
+        """Σ w_i y_i and Σ w_i z_i (state dtype) with ``w_step``, and the rank-μ product Σ w°_i y_i y_iᵀ
+        with ``w_rank_mu`` (as a ``RankMu`` for ``_add_rank_mu``), over the population drawn in slices.
+
+        The weights are those of this process's rows (``_own_rows``, work dtype); rows of zero rank-μ
+        weight are left out of the product. Each slice's three sums over its own rows (2d + the packed
+        lower block triangle, ``lower_size(d)`` ≈ d²/2 values) are gathered and added in slice order
+        in the state dtype (``Strategy._slice_sums``): O(S·d²) communication per generation.
+        """
+        d = self._dim
+
+        def fill(out: torch.Tensor, z_k: torch.Tensor, y_k: torch.Tensor, w: torch.Tensor, wc: torch.Tensor) -> None:
+            out[:d].copy_(w @ y_k)
+            out[d:2 * d].copy_(w @ z_k)
+            kept = wc.nonzero().squeeze(1)
+            if kept.numel() < wc.numel():  # only rows of non-zero weight enter the product
+                y_k, wc = y_k[kept], wc[kept]
+            weighted_gram_lower_into(out[2 * d:], y_k, wc)
+
+        total = self._slice_sums(2 * d + lower_size(d), fill, z, y, w_step, w_rank_mu, dtype=self._state_dtype)
+        return total[:d], total[d:2 * d], total[2 * d:]
+
+    def _add_rank_mu(self, rank_mu: RankMu, alpha: float) -> None:
+        """C += alpha · the rank-μ product (lower block triangle): formed here from (rows, weights), or
+        already summed over slices (``_weighted_sums``)."""
+        if isinstance(rank_mu, tuple):
+            add_weighted_gram_lower(self._C, *rank_mu, alpha)
+        else:
+            add_lower_packed(self._C, rank_mu, alpha)
 
     # -- maps between z (standard normal) and y (ambient step) -------------
     def _sample(self, z: torch.Tensor) -> torch.Tensor:

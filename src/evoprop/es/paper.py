@@ -63,7 +63,7 @@ from evoprop.errors import ConfigError
 
 from .base import Strategy
 from .constants import CMARates
-from .cov import FullCovariance, add_weighted_gram_lower
+from .cov import FullCovariance, RankMu
 
 
 def paper_weights(popsize: int, elite: float = 0.4) -> torch.Tensor:
@@ -88,6 +88,7 @@ class PaperCMA(FullCovariance, Strategy):
         eta_c: covariance learning rate (default: printed formula, capped).
         elite: fraction of the population with weight 1 (printed: 0.4).
         method: covariance factorization, ``"auto"`` | ``"eigh"`` | ``"cholesky"``.
+        slices: draw each population in that many slices, as ``cma`` (default 1: one draw).
     """
 
     name = "paper"
@@ -96,8 +97,10 @@ class PaperCMA(FullCovariance, Strategy):
 
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
                  faithful: bool = True, eta_m: float = 1.0, eta_c: float | None = None,
-                 elite: float = 0.4, method: str = "auto", state_dtype: torch.dtype | None = None) -> None:
+                 elite: float = 0.4, method: str = "auto", state_dtype: torch.dtype | None = None,
+                 slices: int = 1) -> None:
         super().__init__(x0, sigma0, popsize, seed=seed, state_dtype=state_dtype)
+        self._init_slices(slices)
         n, N = self._dim, self._popsize
         if not (0.0 < elite <= 1.0):
             raise ConfigError(f"elite must be in (0, 1], got {elite}")
@@ -137,14 +140,19 @@ class PaperCMA(FullCovariance, Strategy):
         self._refresh_if_due(self._gap)
 
     def _update(self, z: torch.Tensor, y: torch.Tensor, order: torch.Tensor, f: torch.Tensor) -> None:
-        ws = self._by_sample(self._w, order)
-        sel = (ws > 0).nonzero().squeeze(1)
-        w_sel = ws[sel].to(self._work_dtype)
-        y_sel = y[sel]
-        y_w = (w_sel @ y_sel).to(self._state_dtype)  # Σ w̃_i y_i = Σ w̃_i (x_i − m)/σ
-        z_w = (w_sel @ z[sel]).to(self._state_dtype)
+        ws = self._own_rows(self._by_sample(self._w, order))  # weight of each of this process's samples
+        if self._slices == 1:
+            sel = (ws > 0).nonzero().squeeze(1)
+            w_sel = ws[sel].to(self._work_dtype)
+            y_sel = y[sel]
+            y_w = (w_sel @ y_sel).to(self._state_dtype)  # Σ w̃_i y_i = Σ w̃_i (x_i − m)/σ
+            z_w = (w_sel @ z[sel]).to(self._state_dtype)
+            rank_mu = (y_sel, w_sel)
+        else:  # the same sums, slice by slice over the processes (evoprop.es.slices)
+            w = ws.to(self._work_dtype)
+            y_w, z_w, rank_mu = self._weighted_sums(z, y, w, w)
         self._update_mean(y_w, self._eta_m)  # (1)
-        self._update_C(y_sel, w_sel)  # (2)
+        self._update_C(rank_mu)  # (2)
         # C^{-1/2}(m_new − m_old)/σ = η_m C^{-1/2} Σ w̃ y = η_m B Σ w̃ z (the C sampled from)
         white = self._to_white(z_w) * self._eta_m
         if self._faithful:
@@ -154,11 +162,10 @@ class PaperCMA(FullCovariance, Strategy):
             self._update_p_sigma(white / (self._eta_m * self._wsum), self._cs)
             self._update_sigma_csa(self._cs, self._ds)
 
-    def _update_C(self, y_sel: torch.Tensor, w_sel: torch.Tensor) -> None:
+    def _update_C(self, rank_mu: RankMu) -> None:
         """(2): C ← (1 − η_c Σ w̃) C + η_c Σ w̃_i (x_i − m)(x_i − m)ᵀ/σ, i.e. σ y yᵀ as printed
-        (y yᵀ, i.e. /σ², if not faithful)."""
+        (y yᵀ, i.e. /σ², if not faithful); ``rank_mu`` is Σ w̃_i y_i y_iᵀ over the elite."""
         scale = self._sigma if self._faithful else 1.0
-        C = self._C
-        C.mul_(1.0 - self._eta_c * self._wsum)
-        add_weighted_gram_lower(C, y_sel, w_sel, self._eta_c * scale)
+        self._C.mul_(1.0 - self._eta_c * self._wsum)
+        self._add_rank_mu(rank_mu, self._eta_c * scale)
         self._dirty = True
