@@ -15,6 +15,13 @@ c_σ = 2λ/d, c_d,j = 1/(1.5^(j-1) d), c_c,j = λ/(4^(j-1) d), and
 σ ← σ exp(c_σ/2 (||p_σ||²/d − 1)). The paper leaves c_σ, c_c,j ≥ 1 undefined
 (small d or huge λ); we clip them to 1 (this only matters for d < 2λ).
 The mean moves with the σ of the generation (before its update), as in the paper.
+
+Over several processes (``slices=S``, :mod:`evoprop.es.slices`): the update reads the population
+only through one weighted sum, Σ w_i z_i:λ (the mean's step, p_σ and every path are linear in it),
+so each process sums its own slices' selected rows, the S per-slice sums (S·d values) are
+all-gathered and added in slice order, and every process applies the same update: bit for bit the
+state of a single process with the same ``slices``. Each process applies the transform (its k paths,
+O(k·d), held by all) to its own rows only. Communication per generation: O(S·d), besides the P losses.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ class LMMA(Strategy):
         memory: number of paths k (default 4 + ⌊3 ln d⌋).
         mu: number of parents (default ⌊λ/2⌋).
         cs: override c_σ.
+        slices: draw each population in that many slices (default 1: one draw, as always), so that
+            several processes can share them (see the module docstring).
     """
 
     name = "lmma"
@@ -46,8 +55,9 @@ class LMMA(Strategy):
 
     def __init__(self, x0: Any, sigma0: float, popsize: int | None = None, *, seed: int | None = None,
                  memory: int | None = None, mu: int | None = None, cs: float | None = None,
-                 state_dtype: torch.dtype | None = None) -> None:
+                 state_dtype: torch.dtype | None = None, slices: int = 1) -> None:
         super().__init__(x0, sigma0, popsize, seed=seed, state_dtype=state_dtype)
+        self._init_slices(slices)
         lam, n = self._popsize, self._dim
         w, mueff = self._positive_weights(mu)
         k = 4 + int(math.floor(3.0 * math.log(n))) if memory is None else memory
@@ -105,13 +115,25 @@ class LMMA(Strategy):
 
     def _update(self, z: torch.Tensor, y: torch.Tensor | None, order: torch.Tensor, f: torch.Tensor) -> None:
         """One generation of Loshchilov et al. 2019, Algorithm 1: mean, p_σ, the k paths, σ."""
-        ws = self._by_sample(self._w, order)
-        sel = (ws > 0).nonzero().squeeze(1)
-        z_w = (ws[sel].to(self._work_dtype) @ z[sel]).to(self._state_dtype)  # Σ w_i z_i:λ
+        ws = self._own_rows(self._by_sample(self._w, order))  # weight of each of this process's samples
+        z_w = self._weighted_z(z, ws)  # Σ w_i z_i:λ
         self._update_mean(self._weighted_step(z_w))
         self._update_p_sigma(z_w, self._cs)
         self._update_paths(z_w)
         self._update_sigma()
+
+    def _weighted_z(self, z: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+        """Σ w_i z_i:λ over the μ selected samples (state dtype); drawn in slices, each slice's sum over
+        its own rows, gathered and added in slice order (S·d values over the processes)."""
+        if self._slices == 1:
+            sel = (ws > 0).nonzero().squeeze(1)
+            return (ws[sel].to(self._work_dtype) @ z[sel]).to(self._state_dtype)
+
+        def fill(out: torch.Tensor, z_k: torch.Tensor, w_k: torch.Tensor) -> None:
+            sel = (w_k > 0).nonzero().squeeze(1)
+            out.copy_(w_k[sel].to(self._work_dtype) @ z_k[sel])
+
+        return self._slice_sums(self._dim, fill, z, ws, dtype=self._state_dtype)
 
     def _weighted_step(self, z_w: torch.Tensor) -> torch.Tensor:
         """Σ w_i d_i:λ = (A_1 ⋯ A_t) Σ w_i z_i:λ: the transform is linear, so applied once (state dtype)."""
