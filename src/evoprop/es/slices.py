@@ -1,16 +1,16 @@
 """A population drawn in slices, so that several processes can each hold only their own rows.
 
-With ``slices=S`` (an option of ``sep``; default 1: one draw from the strategy's generator, as
-always) the P rows of a generation are S contiguous slices, rows [k·P//S, (k+1)·P//S) for slice
-k, and slice k is drawn from its own generator seeded from (seed, generation, k)
-(:func:`slice_seed`). A slice's values therefore do not depend on who draws it: one process
-drawing all S slices and W processes drawing S/W each draw the same population.
+With ``slices=S`` (an option of ``sep``, ``lmma``, ``cma`` and ``paper``; default 1: one draw from
+the strategy's generator, as always) the P rows of a generation are S contiguous slices, rows
+[k·P//S, (k+1)·P//S) for slice k, and slice k is drawn from its own generator seeded from
+(seed, generation, k) (:func:`slice_seed`). A slice's values therefore do not depend on who draws
+it: one process drawing all S slices and W processes drawing S/W each draw the same population.
 
 The update's weighted sums are computed per slice (over the slice's own rows) and added in slice
 order, so the sum's rounding is the same however the slices are spread over processes: a
 :class:`Shard` (set with ``Strategy.shard``) says which slices this process holds and how the
-per-slice sums of all of them are gathered (an all-gather of S·2d values: O(S·d) communication,
-never O(P·d)).
+per-slice sums of all of them are gathered (an all-gather, never of P·d values: S·2d for ``sep``,
+S·d for ``lmma``, S·(2d + ~d²/2) for ``cma`` and ``paper``, whose rank-μ product is d x d).
 Whatever a strategy computes from a slice's rows (its samples y = A z, the whitened steps of
 repaired or injected rows, the per-slice sums) it computes on that slice alone, from aligned
 memory (:func:`aligned`), so that each row meets the same shapes, layouts and alignment on one

@@ -63,8 +63,11 @@ def choose_strategy(name: str, dim: int, device: torch.device, *, distributed: b
 
     Never the paper's variant: as printed, its step size is not damped and collapses or
     explodes (see :mod:`evoprop.es.paper`); it stays available by name, for the reproduction.
+    Over several processes (``distributed``) always separable CMA-ES: its update exchanges O(S·d)
+    values per generation, cma's O(S·d²) (139 MB per slice at d = 7,850, :mod:`evoprop.es.cma`),
+    so cma runs over processes only when asked for by name.
     """
-    if name == "auto" and distributed:  # the one strategy that shards over processes so far
+    if name == "auto" and distributed:
         return "sep"
     if name != "auto":
         if name not in STRATEGIES:

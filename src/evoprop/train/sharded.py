@@ -3,10 +3,12 @@
 Every process holds the same model, data and strategy state. The strategy draws its population in
 ``slices`` (one per process by default; :mod:`evoprop.es.slices`) and each process holds only its
 own: it evaluates them, the P losses are all-gathered (P floats), every process ranks all P, the
-update's per-slice sums are all-gathered (S·2d values) and added in slice order, and the winner's
-row (d values) is broadcast by the process that holds it. So every process applies the identical
-update and writes the identical winner into its model; a checksum of the strategy's state and of
-the model's parameters is compared every ``EVOPROP_DIST_CHECK_EVERY`` generations (default 10).
+update's per-slice sums are all-gathered and added in slice order (S·2d values for ``sep``, S·d for
+``lmma``, S·(2d + ~d²/2) for ``cma`` and ``paper``, whose rank-μ product is a d x d matrix: see
+:mod:`evoprop.es.cma`), and the winner's row (d values) is broadcast by the process that holds it.
+So every process applies the identical update and writes the identical winner into its model; a
+checksum of the strategy's state and of the model's parameters is compared every
+``EVOPROP_DIST_CHECK_EVERY`` generations (default 10).
 
 A single process with the same ``slices`` evaluates its population slice by slice too, so its losses,
 and therefore its whole run, equal the distributed run's bit for bit (on the CPU; see the README).
@@ -24,7 +26,9 @@ from evoprop.errors import ConfigError
 from evoprop.es.slices import Shard, aligned
 
 DEFAULT_CHECK_EVERY = 10
-SHARDABLE = ("sep",)
+#: the strategies whose population is shared over processes; ``ipop`` is not: its restarts change the
+#: population size and build a new inner strategy each time
+SHARDABLE = ("sep", "lmma", "cma", "paper")
 
 
 def world_size() -> int:
@@ -35,7 +39,7 @@ def strategy_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """The strategy's options for a distributed run: ``slices`` defaults to the world size."""
     if name not in SHARDABLE:
         raise ConfigError(f"strategy '{name}' does not run over several processes yet; under torchrun use "
-                          f"--strategy {' or '.join(SHARDABLE)} (or auto)")
+                          f"--strategy {', '.join(SHARDABLE[:-1])} or {SHARDABLE[-1]} (or auto)")
     return {"slices": world_size(), **options}
 
 
