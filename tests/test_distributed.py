@@ -124,6 +124,16 @@ def test_checksum_mismatch_names_the_ranks(monkeypatch):
         dist.check_same_state(torch.tensor([1.0, 2.0]))
 
 
+def test_batch_parts_are_contiguous_and_cover_the_batch():
+    """Rank r takes rows [r n / W, (r + 1) n / W) of a global batch of n: in rank order, no row twice."""
+    for n, world in [(64, 2), (7, 2), (5, 3), (1, 2), (100, 4)]:
+        bounds = [dist.part(n, r, world) for r in range(world)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
+    assert dist.part(7, 0, 2) == (0, 3) and dist.part(7, 1, 2) == (3, 7)
+
+
 # -- two processes --------------------------------------------------------------------------
 
 _SEP_SCRIPT = textwrap.dedent("""
