@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import yaml
+
 from evoprop import distributed as dist
+from evoprop.config import TrainConfig
 from evoprop.errors import ConfigError
 from evoprop.es import make_strategy
 from evoprop.es.slices import Shard, slice_bounds, slice_seed
@@ -132,6 +135,25 @@ def test_batch_parts_are_contiguous_and_cover_the_batch():
         assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
         assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
     assert dist.part(7, 0, 2) == (0, 3) and dist.part(7, 1, 2) == (3, 7)
+
+
+def test_config_yaml_records_the_world_size_and_still_loads(tmp_path):
+    """config.yaml records world_size after the settings; it loads as a TrainConfig (--config, --resume),
+    a rewrite without a world size keeps it, and a run directory from before it loads too."""
+    from evoprop.runs.rundir import RunDir
+
+    config = TrainConfig(depth=2, epochs=3)
+    run = RunDir.create(tmp_path / "run", config, world_size=2)
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["world_size"] == 2
+    assert run.read_records() == {"world_size": 2}
+    assert run.read_config() == config == TrainConfig.from_file(run.path / "config.yaml")
+    run.write_config(TrainConfig(depth=2, epochs=4))  # e.g. evoprop's plans, changing the device
+    assert run.read_records() == {"world_size": 2} and run.read_config().epochs == 4
+    run.write_config(config, world_size=1)  # a resume in one process
+    assert run.read_records() == {"world_size": 1}
+    old = RunDir.create(tmp_path / "old", config)  # as before world_size was recorded
+    assert "world_size" not in (old.path / "config.yaml").read_text()
+    assert old.read_records() == {} and old.read_config() == config
 
 
 # -- two processes --------------------------------------------------------------------------

@@ -166,6 +166,13 @@ def setting(default: Any = None, *, factory: Any = None, group: str, help: str |
     return field(default=default, metadata=metadata)
 
 
+#: Keys a run's config.yaml records beside the settings: how the run was trained, not what it computes
+#: (``world_size``: the processes torchrun started; :meth:`evoprop.runs.rundir.RunDir.write_config`).
+#: :meth:`TrainConfig.from_dict` accepts and drops them, so the file still loads with ``--config`` and
+#: ``--resume`` in any number of processes.
+RECORDED_KEYS = ("world_size",)
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run, grouped by concern in each field's ``setting(group=...)``.
@@ -368,10 +375,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: "TrainConfig | None" = None) -> "TrainConfig":
-        """``base`` (or the defaults) updated with ``data``; unknown keys and bad values are an error."""
+        """``base`` (or the defaults) updated with ``data``; unknown keys and bad values are an error
+        (:data:`RECORDED_KEYS`, a run's records, are dropped)."""
         if not isinstance(data, dict):
             raise ConfigError("a config must be a mapping of setting name to value")
         data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        data = {k: v for k, v in data.items() if k not in RECORDED_KEYS}
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(cls.field_names())}")

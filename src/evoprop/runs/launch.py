@@ -174,7 +174,7 @@ def run_training(
     for stale in run.remove_stale_temporaries():  # left by a kill mid-write; no live process owns the run
         echo(f"removed {stale}, a partial file left by an interrupted run")
     if resume is not None:
-        run.write_config(config)  # records an extended epoch count
+        run.write_config(config, world_size=dist.current().world_size)  # an extended epoch count, this world size
     run.write_metrics(trainer.history)  # drops any line written after the last checkpoint
     static = _static_summary(config, trainer)
     running = lambda tr: {**static, **tr.summary(), "status": "running", "owner": current_owner()}  # noqa: E731
