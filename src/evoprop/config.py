@@ -239,7 +239,15 @@ class TrainConfig:
         factory=dict, group="optimizer", applies_to=GRADIENT_METHODS, flag="--opt", cli_type="pairs",
         help="An optimizer hyperparameter, repeatable: --opt momentum=0.95 --opt 'betas=[0.9, 0.99]'.")
     batch_size: int = setting(64, group="optimizer", applies_to=GRADIENT_METHODS, low=1, high=MAX_COUNT,
-                              help="Mini-batch size of the gradient optimizer.")
+                              help="Mini-batch size of the gradient optimizer (under torchrun: the global batch, "
+                                   "split over the processes).")
+    # how the gradient of a batch is summed (trainer.py): one part per process under torchrun (DDP)
+    batch_parts: int | None = setting(
+        None, group="optimizer", applies_to=GRADIENT_METHODS, low=1, high=MAX_COUNT,
+        default_text="1; under torchrun the number of processes",
+        help="Take each gradient batch in this many contiguous parts and average their gradients, as "
+             "DistributedDataParallel does over that many processes: one process with --batch-parts 2 takes "
+             "the steps of 2 processes bit for bit (on the CPU). Under torchrun a multiple of the processes.")
     # learning-rate / batch-size schedule (train/schedules.py); None: both stay as given, no δ logged
     schedule: str | None = setting(
         None, group="schedule", applies_to=GRADIENT_METHODS, choices=tuple(SCHEDULES),
