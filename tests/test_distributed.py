@@ -220,6 +220,25 @@ def test_batch_parts_must_suit_the_processes_and_the_batch(monkeypatch):
         Trainer(model, opt, None, batch_size=2, batch_parts=4)
 
 
+def test_the_ranks_compare_the_model_weights_after_every_epoch(monkeypatch):
+    """After an epoch's gradient steps the ranks' weights are compared (gather faked: rank 1 differs), so a
+    divergence stops the run with one line even when no ES generation checks in between."""
+    from types import SimpleNamespace
+
+    from evoprop.data.splits import Split
+
+    trainer, model = _fake_ddp_trainer(monkeypatch, data_parallel=False)  # replicated: no other exchange
+    split = Split(torch.randn(8, 1, 3, 4), torch.randint(0, 3, (8,)))
+    trainer.data = SimpleNamespace(train=split, test=split, val=None, num_classes=3)
+    gathered = []
+    monkeypatch.setattr(dist, "all_gather_parts", lambda c, counts=None: gathered.append(c) or torch.cat([c, c + 1]))
+    with pytest.raises(dist.DistributedError, match=r"after epoch 1, the model's weights differs between rank 0 and "
+                                                     r"rank\(s\) 1 of 2"):
+        trainer.fit(1)
+    weights = [t for t in model.state_dict().values()]
+    assert torch.equal(gathered[0], dist.state_checksum(*weights).reshape(1, -1))
+
+
 def test_config_yaml_records_the_world_size_and_still_loads(tmp_path):
     """config.yaml records world_size after the settings; it loads as a TrainConfig (--config, --resume),
     a rewrite without a world size keeps it, and a run directory from before it loads too."""
