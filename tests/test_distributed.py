@@ -1,7 +1,11 @@
-"""Several processes (torchrun, gloo on the CPU): sliced populations, sharded sep, the CLI, a dying rank.
+"""Several processes (torchrun, gloo on the CPU): sliced populations, sharded sep, the gradient part
+under DistributedDataParallel, the run directory, resuming at another world size, a dying rank.
 
 Equivalence is bitwise: a single process with ``slices=S`` draws the same slices, evaluates them on
-the same shapes and adds the per-slice sums in the same (slice) order as S ranks do.
+the same shapes and adds the per-slice sums in the same (slice) order as S ranks do; with
+``batch_parts=2`` it sums each batch's gradient as two ranks under DistributedDataParallel do
+(g0/2 + g1/2: a sum of two is the same in either order, and halving is exact). Against one process
+that takes each batch whole the gradient differs by float32 rounding only (checked to 1e-5 below).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+import yaml
 
 from evoprop import distributed as dist
+from evoprop.config import TrainConfig
 from evoprop.errors import ConfigError
 from evoprop.es import make_strategy
 from evoprop.es.slices import Shard, slice_bounds, slice_seed
@@ -124,6 +131,133 @@ def test_checksum_mismatch_names_the_ranks(monkeypatch):
         dist.check_same_state(torch.tensor([1.0, 2.0]))
 
 
+def test_batch_parts_are_contiguous_and_cover_the_batch():
+    """Rank r takes rows [r n / W, (r + 1) n / W) of a global batch of n: in rank order, no row twice."""
+    for n, world in [(64, 2), (7, 2), (5, 3), (1, 2), (100, 4)]:
+        bounds = [dist.part(n, r, world) for r in range(world)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
+    assert dist.part(7, 0, 2) == (0, 3) and dist.part(7, 1, 2) == (3, 7)
+
+
+def _small_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+
+
+def _fake_ddp_trainer(monkeypatch, optimizer_name: str = "sgd", model=None, world: int = 2, **kwargs):
+    """A Trainer that believes it is rank 0 of ``world`` (DDP's wrapper replaced by the model itself)."""
+    from evoprop.optim import make_optimizer
+    from evoprop.train import Trainer
+
+    model = model if model is not None else _small_model()
+    monkeypatch.setattr(dist, "_current", dist.Context(rank=0, world_size=world))
+    monkeypatch.setattr(dist, "data_parallel", lambda m: m)
+    optimizer = make_optimizer(optimizer_name, model.parameters(), lr=0.1, model=model)
+    return Trainer(model, optimizer, None, batch_size=4, **kwargs), model
+
+
+def _grads(trainer, x, y) -> tuple[list[torch.Tensor], torch.Tensor]:
+    trainer.optimizer.zero_grad(set_to_none=True)
+    sums = torch.zeros(trainer.batch_parts, dtype=torch.float64)
+    trainer._backward(x, y, sums)
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in trainer.model.parameters()], sums
+
+
+@pytest.mark.parametrize("n", [8, 7, 1])
+def test_the_ranks_gradients_average_to_the_global_batch_gradient_and_one_process_takes_the_same_bits(
+        monkeypatch, n):
+    """Each of 2 ranks' gradient of its part of a batch, averaged as DDP does ((g0 + g1) / 2), is the
+    gradient of the mean loss over the whole batch (equal parts, 7 rows on 2 ranks, an empty part:
+    1 row on 2 ranks); one process with batch_parts=2 gets it bit for bit, and the same loss sums."""
+    trainer, model = _fake_ddp_trainer(monkeypatch)
+    assert trainer.parallel == "ddp" and trainer.batch_parts == 2
+    x, y = torch.randn(n, 1, 3, 4), torch.randint(0, 3, (n,))
+    full = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
+    ranks = []
+    for rank in (0, 1):
+        monkeypatch.setattr(dist, "_current", dist.Context(rank=rank, world_size=2))
+        ranks.append(_grads(trainer, x, y))
+    (g0, s0), (g1, s1) = ranks
+    averaged = [(a + b) / 2 for a, b in zip(g0, g1)]
+    for got, want in zip(averaged, full):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    one, _ = _fake_ddp_trainer(monkeypatch, model=model, world=1, batch_parts=2)  # one process, two parts
+    assert one.parallel is None and one.batch_parts == 2
+    single, sums = _grads(one, x, y)
+    assert all(torch.equal(a, b) for a, b in zip(single, averaged))
+    assert torch.equal(sums, s0 + s1) and (s0 * s1 == 0).all()  # each rank fills its own part
+    assert float(sums.sum()) / n == pytest.approx(float(F.cross_entropy(model(x), y).detach()), rel=1e-6)
+
+
+def test_optimizers_that_need_the_whole_batch_are_replicated(monkeypatch):
+    """newton evaluates the batch itself, natural (K-FAC) hooks the layers: every rank takes the whole batch."""
+    from evoprop.optim.registry import get_spec
+    from evoprop.train import Trainer
+
+    trainer, model = _fake_ddp_trainer(monkeypatch, "newton")
+    assert trainer.parallel == "replicated" and trainer.net is model and trainer.batch_parts == 1
+    assert get_spec("natural").needs_model and not get_spec("sgd").needs_model  # build_run: data_parallel=False
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert Trainer(model, opt, None, batch_size=4, data_parallel=False).parallel == "replicated"
+    with pytest.raises(ConfigError, match="batch_parts 2 averages the gradients"):
+        Trainer(model, opt, None, batch_size=4, batch_parts=2, data_parallel=False)
+
+
+def test_batch_parts_must_suit_the_processes_and_the_batch(monkeypatch):
+    """Under torchrun batch_parts is a multiple of the processes, and the batch has a row for every part."""
+    from evoprop.train import Trainer
+
+    trainer, model = _fake_ddp_trainer(monkeypatch, batch_parts=4)
+    assert trainer.batch_parts == 4
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match="batch_parts 3 is not a multiple of the 2 processes"):
+        Trainer(model, opt, None, batch_size=4, batch_parts=3)
+    with pytest.raises(ConfigError, match="batch_size 1 is smaller than the 2 processes"):
+        Trainer(model, opt, None, batch_size=1)
+    with pytest.raises(ConfigError, match="batch_size 2 is smaller than its 4 parts"):
+        Trainer(model, opt, None, batch_size=2, batch_parts=4)
+
+
+def test_the_ranks_compare_the_model_weights_after_every_epoch(monkeypatch):
+    """After an epoch's gradient steps the ranks' weights are compared (gather faked: rank 1 differs), so a
+    divergence stops the run with one line even when no ES generation checks in between."""
+    from types import SimpleNamespace
+
+    from evoprop.data.splits import Split
+
+    trainer, model = _fake_ddp_trainer(monkeypatch, data_parallel=False)  # replicated: no other exchange
+    split = Split(torch.randn(8, 1, 3, 4), torch.randint(0, 3, (8,)))
+    trainer.data = SimpleNamespace(train=split, test=split, val=None, num_classes=3)
+    gathered = []
+    monkeypatch.setattr(dist, "all_gather_parts", lambda c, counts=None: gathered.append(c) or torch.cat([c, c + 1]))
+    with pytest.raises(dist.DistributedError, match=r"after epoch 1, the model's weights differs between rank 0 and "
+                                                     r"rank\(s\) 1 of 2"):
+        trainer.fit(1)
+    weights = [t for t in model.state_dict().values()]
+    assert torch.equal(gathered[0], dist.state_checksum(*weights).reshape(1, -1))
+
+
+def test_config_yaml_records_the_world_size_and_still_loads(tmp_path):
+    """config.yaml records world_size after the settings; it loads as a TrainConfig (--config, --resume),
+    a rewrite without a world size keeps it, and a run directory from before it loads too."""
+    from evoprop.runs.rundir import RunDir
+
+    config = TrainConfig(depth=2, epochs=3)
+    run = RunDir.create(tmp_path / "run", config, world_size=2)
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["world_size"] == 2
+    assert run.read_records() == {"world_size": 2}
+    assert run.read_config() == config == TrainConfig.from_file(run.path / "config.yaml")
+    run.write_config(TrainConfig(depth=2, epochs=4))  # e.g. evoprop's plans, changing the device
+    assert run.read_records() == {"world_size": 2} and run.read_config().epochs == 4
+    run.write_config(config, world_size=1)  # a resume in one process
+    assert run.read_records() == {"world_size": 1}
+    old = RunDir.create(tmp_path / "old", config)  # as before world_size was recorded
+    assert "world_size" not in (old.path / "config.yaml").read_text()
+    assert old.read_records() == {} and old.read_config() == config
+
+
 # -- two processes --------------------------------------------------------------------------
 
 _SEP_SCRIPT = textwrap.dedent("""
@@ -155,6 +289,11 @@ def test_two_ranks_reach_the_single_process_state_bitwise(tmp_path):
 
 _TRAIN = ["--depth", "1", "--strategy", "sep", "--popsize", "16", "--epochs", "1", "--limit-train", "1000",
           "--limit-test", "500", "--device", "cpu", "--no-progress"]
+#: A short hybrid run: 2 epochs of 10 SGD steps (batches of 100, 50 per rank) and 3 ES generations each.
+_HYBRID = ["--method", "hybrid", *_TRAIN, "--depth", "3", "--width", "16", "--optimizer", "sgd", "--lr", "0.05",
+           "--batch-size", "100", "--generations-per-epoch", "3", "--epochs", "2"]
+#: What makes one process take the steps of two: the population in 2 slices, each batch in 2 parts.
+_AS_TWO = {"es": ["--es-opt", "slices=2"], "hybrid": ["--es-opt", "slices=2", "--batch-parts", "2"]}
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -162,39 +301,75 @@ def _metrics(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
 
 
-def _single(tmp_path: Path, args: list[str], out: str) -> Path:
-    done = subprocess.run([sys.executable, "-m", "evoprop", "train", *args, "--es-opt", "slices=2", "--out", out],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+def _single(cwd: Path, args: list[str], out: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "evoprop", "train", *args, *(["--out", out] if out else [])]
+    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    return tmp_path / out
+    return done
+
+
+def _two(cwd: Path, args: list[str], out: str | None = None) -> subprocess.CompletedProcess:
+    done = _torchrun(["-m", "evoprop", "train", *args, *(["--out", out] if out else [])], cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("completed:") == 1  # rank 0 prints the summary line, rank 1 nothing
+    return done
+
+
+def _records(run: Path) -> tuple[dict, dict]:
+    """(summary.json, config.yaml) of a run."""
+    return json.loads((run / "summary.json").read_text()), yaml.safe_load((run / "config.yaml").read_text())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["es", "hybrid"])
-def test_torchrun_train_matches_one_process(tmp_path, method):
-    """`torchrun --nproc-per-node 2 -m evoprop train` completes, rank 0 alone writes and prints, and its
-    metrics equal a single process's with --es-opt slices=2, bit for bit (on the CPU)."""
-    args = ["--method", method, *_TRAIN]
-    if method == "hybrid":
-        args += ["--depth", "2", "--width", "16", "--optimizer", "sgd", "--lr", "0.05", "--batch-size", "100",
-                 "--generations-per-epoch", "3"]
-    done = _torchrun(["-m", "evoprop", "train", *args, "--out", "two"], tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("completed:") == 1  # rank 0 prints the summary line, rank 1 nothing
-    two = tmp_path / "two"
-    summary = json.loads((two / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["status"] == "completed"
-    one = _single(tmp_path, args, "one")
-    assert json.loads((one / "summary.json").read_text())["world_size"] == 1
-    assert _metrics(two) == _metrics(one)
+def test_torchrun_es_matches_one_process(tmp_path):
+    """`torchrun --nproc-per-node 2 -m evoprop train --method es` completes, rank 0 alone writes and
+    prints, and its metrics equal a single process's with --es-opt slices=2, bit for bit (on the CPU)."""
+    args = ["--method", "es", *_TRAIN]
+    _two(tmp_path, args, "two")
+    summary, config = _records(tmp_path / "two")
+    assert summary["world_size"] == 2 == config["world_size"] and summary["status"] == "completed"
+    assert summary["gradient_parallel"] is None  # no gradient part
+    _single(tmp_path, [*args, *_AS_TWO["es"]], "one")
+    assert _records(tmp_path / "one")[0]["world_size"] == 1
+    assert _metrics(tmp_path / "two") == _metrics(tmp_path / "one")
+
+
+@pytest.mark.slow
+def test_torchrun_hybrid_under_ddp_matches_one_process_and_resumes_there_bitwise(tmp_path):
+    """The hybrid's gradient part under DistributedDataParallel: each of 2 ranks takes half of every batch
+    of --batch-size 100. Its epoch equals, bit for bit (train loss, ES figures, test and val metrics), that
+    of one process with the population in 2 slices and each batch in 2 parts; config.yaml and summary.json
+    record world_size and the parts. The checkpoint does not depend on the world size: resumed for a 2nd
+    epoch in one process (slices and parts from config.yaml), the run ends with the very metrics and
+    weights of the one-process run, and then records world_size 1."""
+    _two(tmp_path, [*_HYBRID, "--epochs", "1"], "run")
+    summary, config = _records(tmp_path / "run")
+    assert summary["status"] == "completed" and summary["world_size"] == 2 == config["world_size"]
+    assert summary["gradient_parallel"] == "ddp" and summary["batch_size"] == 100
+    assert config["batch_parts"] == 2 and config["strategy_options"] == {"slices": 2}
+    _single(tmp_path, [*_HYBRID, *_AS_TWO["hybrid"]], "one")
+    one_summary, one_config = _records(tmp_path / "one")
+    assert one_summary["world_size"] == 1 == one_config["world_size"] and one_summary["gradient_parallel"] is None
+    one = _metrics(tmp_path / "one")
+    assert _metrics(tmp_path / "run") == one[:1]
+    done = _single(tmp_path, ["--resume", "run", "--epochs", "2", "--no-progress"])
+    assert "resuming run after epoch 1 of 2" in done.stderr
+    summary, config = _records(tmp_path / "run")
+    assert summary["world_size"] == 1 == config["world_size"] and summary["epochs"] == 2
+    assert config["batch_parts"] == 2 and config["strategy_options"] == {"slices": 2}
+    assert _metrics(tmp_path / "run") == one
+    resumed, single = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["trainer"] for r in ("run", "one"))
+    assert all(torch.equal(resumed["model"][k], single["model"][k]) for k in single["model"])
+    _assert_same_state(resumed["search"]["strategy"], single["search"]["strategy"])
 
 
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_job_with_one_line_and_a_resumable_run(tmp_path):
-    """SIGKILL one of two ranks (started as torchrun would, without its agent): the other stops with
-    one error line well within EVOPROP_DIST_TIMEOUT, and the run directory resumes in one process."""
+    """SIGKILL one of two ranks of a hybrid run (started as torchrun would, without its agent) while they
+    train, mostly in DDP's gradient all-reduce: the other stops with one error line well within
+    EVOPROP_DIST_TIMEOUT, and the run directory resumes in one process."""
     port = str(_free_port())
-    cmd = [sys.executable, "-m", "evoprop", "train", "--method", "es", *_TRAIN, "--epochs", "100000",
+    cmd = [sys.executable, "-m", "evoprop", "train", *_HYBRID, "--epochs", "100000", "--batch-size", "10",
            "--generations-per-epoch", "2", "--out", "run"]
     procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",

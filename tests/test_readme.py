@@ -7,9 +7,9 @@ tree's code, and no ``$EVOPROP_DATA`` is set: a command finds CIFAR-10 only if i
 README tells a newcomer to. Nothing is shortened: no ``--epochs`` or ``--limit-train`` is added.
 
 A block that cannot run here says why in the HTML comment on the line before it:
-``<!-- readme-test: skip: REASON -->`` (it installs packages, needs a GPU or a server, takes hours, waits
-for a person); ``<!-- readme-test: slow -->`` marks a block that runs for more than a few seconds
-(deselected by ``-m "not slow"``, run by plain ``pytest`` and CI).
+``<!-- readme-test: skip: REASON -->`` (it installs packages, needs a GPU, a server or several machines,
+takes hours, waits for a person); ``<!-- readme-test: slow -->`` marks a block that runs for more than a
+few seconds (deselected by ``-m "not slow"``, run by plain ``pytest`` and CI).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ FENCE = re.compile(r"^( *)```(\w+)[^\n]*\n(.*?)^\1```", flags=re.S | re.M)
 BLOCK_TIMEOUT = 600
 #: Reasons a block may give for not running; anything else is a block that should run.
 SKIP_REASONS = ("installs packages", "runs this test suite", "takes hours", "needs a CUDA GPU", "needs a server",
-                "runs until stopped", "waits for a person")
+                "needs several machines", "runs until stopped", "waits for a person")
 
 
 class Block:

@@ -166,6 +166,13 @@ def setting(default: Any = None, *, factory: Any = None, group: str, help: str |
     return field(default=default, metadata=metadata)
 
 
+#: Keys a run's config.yaml records beside the settings: how the run was trained, not what it computes
+#: (``world_size``: the processes torchrun started; :meth:`evoprop.runs.rundir.RunDir.write_config`).
+#: :meth:`TrainConfig.from_dict` accepts and drops them, so the file still loads with ``--config`` and
+#: ``--resume`` in any number of processes.
+RECORDED_KEYS = ("world_size",)
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run, grouped by concern in each field's ``setting(group=...)``.
@@ -232,7 +239,15 @@ class TrainConfig:
         factory=dict, group="optimizer", applies_to=GRADIENT_METHODS, flag="--opt", cli_type="pairs",
         help="An optimizer hyperparameter, repeatable: --opt momentum=0.95 --opt 'betas=[0.9, 0.99]'.")
     batch_size: int = setting(64, group="optimizer", applies_to=GRADIENT_METHODS, low=1, high=MAX_COUNT,
-                              help="Mini-batch size of the gradient optimizer.")
+                              help="Mini-batch size of the gradient optimizer (under torchrun: the global batch, "
+                                   "split over the processes).")
+    # how the gradient of a batch is summed (trainer.py): one part per process under torchrun (DDP)
+    batch_parts: int | None = setting(
+        None, group="optimizer", applies_to=GRADIENT_METHODS, low=1, high=MAX_COUNT,
+        default_text="1; under torchrun the number of processes",
+        help="Take each gradient batch in this many contiguous parts and average their gradients, as "
+             "DistributedDataParallel does over that many processes: one process with --batch-parts 2 takes "
+             "the steps of 2 processes bit for bit (on the CPU). Under torchrun a multiple of the processes.")
     # learning-rate / batch-size schedule (train/schedules.py); None: both stay as given, no δ logged
     schedule: str | None = setting(
         None, group="schedule", applies_to=GRADIENT_METHODS, choices=tuple(SCHEDULES),
@@ -368,10 +383,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: "TrainConfig | None" = None) -> "TrainConfig":
-        """``base`` (or the defaults) updated with ``data``; unknown keys and bad values are an error."""
+        """``base`` (or the defaults) updated with ``data``; unknown keys and bad values are an error
+        (:data:`RECORDED_KEYS`, a run's records, are dropped)."""
         if not isinstance(data, dict):
             raise ConfigError("a config must be a mapping of setting name to value")
         data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        data = {k: v for k, v in data.items() if k not in RECORDED_KEYS}
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(cls.field_names())}")

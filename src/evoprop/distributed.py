@@ -6,12 +6,17 @@ nothing is initialised) and joins the process group: gloo on the CPU, NCCL on CU
 has a timeout (``EVOPROP_DIST_TIMEOUT`` seconds, default 120): a rank that died or hangs makes the
 others stop with an :class:`~evoprop.errors.EvopropError` naming the operation, never wait forever.
 
+The gradient part of a run is data-parallel: :func:`data_parallel` wraps the model in PyTorch's
+``DistributedDataParallel`` (which all-reduces and averages the gradients during ``backward``) and
+:func:`part` says which contiguous rows of each global batch this rank takes.
+
 This module knows nothing of strategies or runs (it imports only torch and evoprop.errors); the
 evolution strategies take its collectives as plain callables (see :mod:`evoprop.es.slices`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import pickle
@@ -23,8 +28,9 @@ import torch
 from evoprop.errors import EvopropError
 
 __all__ = ["Context", "DistributedError", "all_gather_losses", "all_gather_parts", "barrier",
-           "broadcast_object", "broadcast_tensor", "check_same_state", "context", "current", "init",
-           "is_main", "shutdown", "state_checksum", "timeout"]
+           "broadcast_buffers", "broadcast_object", "broadcast_tensor", "check_same_state", "context",
+           "current", "data_parallel", "failures", "init", "is_main", "part", "shutdown", "state_checksum",
+           "sum_in_rank_order", "timeout"]
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -142,15 +148,23 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _collective(what: str, fn, *args, **kwargs):
-    """Run one collective; a failure (a dead or hung peer, a timeout) becomes one clear line."""
+@contextlib.contextmanager
+def failures(what: str):
+    """Inside: a failed exchange with the other ranks (a dead or hung peer, a timeout) becomes one
+    DistributedError line naming ``what``, e.g. ``with failures("the gradient all-reduce"): loss.backward()``."""
     try:
-        return fn(*args, **kwargs)
+        yield
     except (RuntimeError, ValueError, ConnectionError, OSError) as exc:
         ctx = current()
         raise DistributedError(
             f"rank {ctx.rank} of {ctx.world_size}: {what} with the other ranks failed (another rank died, hangs "
             f"or ran past EVOPROP_DIST_TIMEOUT={timeout().total_seconds():g} s): {_short(exc)}") from None
+
+
+def _collective(what: str, fn, *args, **kwargs):
+    """Run one collective; a failure (a dead or hung peer, a timeout) becomes one clear line."""
+    with failures(what):
+        return fn(*args, **kwargs)
 
 
 def _to_comm(t: torch.Tensor) -> torch.Tensor:
@@ -210,6 +224,18 @@ def broadcast_tensor(t: torch.Tensor, src: int) -> torch.Tensor:
     return buf.to(t.device)
 
 
+def sum_in_rank_order(t: torch.Tensor) -> torch.Tensor:
+    """The sum of ``t`` over the ranks, added in rank order: the same bits on every rank, whatever the
+    backend (a new tensor; ``t`` itself in one process)."""
+    if not current().distributed:
+        return t
+    everyone = all_gather_parts(t.reshape(1, *t.shape))
+    total = everyone[0].clone()
+    for r in range(1, everyone.shape[0]):
+        total += everyone[r]
+    return total
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """A small picklable object as rank ``src`` has it (e.g. the run directory's path)."""
     ctx = current()
@@ -230,6 +256,40 @@ def barrier() -> None:
         # an all-gather of one value rather than dist.barrier: gloo's barrier honours the timeout less
         # reliably, and NCCL's needs the device set
         all_gather_parts(torch.zeros(1))
+
+
+# -- data parallelism ----------------------------------------------------------------------
+
+def part(n: int, rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """The rows [start, stop) of a global batch of ``n`` rows that ``rank`` (default: this one) takes:
+    contiguous, in rank order, sizes differing by at most one (``n % W`` of the later ranks take one more)."""
+    ctx = current()
+    rank = ctx.rank if rank is None else rank
+    world_size = ctx.world_size if world_size is None else world_size
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+
+def data_parallel(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` wrapped in ``DistributedDataParallel`` (this rank's device; gloo or NCCL as :func:`init`
+    chose): its ``backward`` all-reduces and averages the gradients over the ranks. The wrapper shares
+    ``module``'s parameters, so writes into them (the ES's winner) are what the next forward uses;
+    buffers are broadcast from rank 0 at each forward (DDP's default). In one process: ``module``."""
+    if not current().distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(module.parameters()).device
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return _collective("setting up DistributedDataParallel", DistributedDataParallel, module, device_ids=ids)
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank ``src``'s buffers of ``module`` (e.g. batch-norm statistics), in place."""
+    if not current().distributed:
+        return
+    with torch.no_grad():
+        for b in module.buffers():
+            b.copy_(broadcast_tensor(b, src))
 
 
 def state_checksum(*tensors: torch.Tensor) -> torch.Tensor:

@@ -87,9 +87,14 @@ def build_run(config: TrainConfig, *, progress: bool = False) -> tuple[Trainer, 
                         activation=config.activation, init=config.init, resnet_width=config.resnet_width)
     model.to(device)
     common = dict(seed=config.seed, eval_batch_size=config.eval_batch_size, progress=progress)
+    # torchrun: the gradient steps split each batch over the processes (DDP), except for an optimizer that
+    # hooks the model's layers (K-FAC's factors would be each rank's own): there every rank takes it whole
+    gradient = dict(batch_size=config.batch_size, batch_parts=config.batch_parts,
+                    data_parallel=not get_spec(config.optimizer).needs_model)
     if config.method == "gradient":
         optimizer = make_optimizer(config.optimizer, model.parameters(), lr=config.lr, model=model, **config.optimizer_options)
-        return Trainer(model, optimizer, data, batch_size=config.batch_size, schedule=_schedule(config), **common), config
+        trainer = Trainer(model, optimizer, data, schedule=_schedule(config), **gradient, **common)
+        return trainer, _record_parts(config, trainer)
 
     es_only = config.method == "es"
     search = LayerSearch(
@@ -118,11 +123,19 @@ def build_run(config: TrainConfig, *, progress: bool = False) -> tuple[Trainer, 
                          generations_per_epoch=config.generations_per_epoch, **common), resolved
     optimizer = make_optimizer(config.optimizer, gradient_params(model, search), lr=config.lr, model=model,
                                **config.optimizer_options)
-    trainer = HybridTrainer(model, optimizer, data, search, batch_size=config.batch_size,
-                            es_batch_size=config.es_batch_size, generations_per_epoch=config.generations_per_epoch or 1,
-                            accept_batch_size=config.accept_batch_size, **common)
+    trainer = HybridTrainer(model, optimizer, data, search, es_batch_size=config.es_batch_size,
+                            generations_per_epoch=config.generations_per_epoch or 1,
+                            accept_batch_size=config.accept_batch_size, **gradient, **common)
     trainer.schedule = _schedule(config)
-    return trainer, resolved
+    return trainer, _record_parts(resolved, trainer)
+
+
+def _record_parts(config: TrainConfig, trainer: Trainer) -> TrainConfig:
+    """``config`` with the batch parts the trainer took (one per process under torchrun), as ``slices``
+    are recorded: a resume, with any world size that divides them, sums the gradients the same way."""
+    if trainer.batch_parts > 1 and config.batch_parts != trainer.batch_parts:
+        return dataclasses.replace(config, batch_parts=trainer.batch_parts)
+    return config
 
 
 def _schedule(config: TrainConfig) -> TrainingSchedule | None:
@@ -174,7 +187,7 @@ def run_training(
     for stale in run.remove_stale_temporaries():  # left by a kill mid-write; no live process owns the run
         echo(f"removed {stale}, a partial file left by an interrupted run")
     if resume is not None:
-        run.write_config(config)  # records an extended epoch count
+        run.write_config(config, world_size=dist.current().world_size)  # an extended epoch count, this world size
     run.write_metrics(trainer.history)  # drops any line written after the last checkpoint
     static = _static_summary(config, trainer)
     running = lambda tr: {**static, **tr.summary(), "status": "running", "owner": current_owner()}  # noqa: E731
@@ -251,6 +264,8 @@ def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
         "machine": machine_name(trainer.data.train.x.device),
         "threads": torch.get_num_threads(),
         "world_size": dist.current().world_size,
+        # under torchrun: "ddp" (each process a part of every batch) or "replicated" (each the whole batch)
+        "gradient_parallel": trainer.parallel,
     }
 
 

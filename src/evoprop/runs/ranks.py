@@ -15,7 +15,7 @@ from evoprop.runs.rundir import RunDir
 class FollowerRunDir(RunDir):
     """A run directory as a rank other than 0 sees it: readable, never written."""
 
-    def write_config(self, config) -> None:
+    def write_config(self, config, *, world_size=None) -> None:
         pass
 
     def write_metrics(self, history) -> None:
@@ -45,7 +45,8 @@ def agreed_path(path: Path) -> Path:
 def open_run(path: Path, config) -> RunDir:
     """After every rank built its trainer: rank 0 creates the run directory, the others follow it."""
     dist.barrier()  # every rank checked the directory (ensure_new, live_owner) before rank 0 writes it
-    return RunDir.create(path, config) if dist.is_main() else FollowerRunDir(path)
+    world_size = dist.current().world_size  # recorded in config.yaml (and summary.json)
+    return RunDir.create(path, config, world_size=world_size) if dist.is_main() else FollowerRunDir(path)
 
 
 def follow(run: RunDir) -> RunDir:

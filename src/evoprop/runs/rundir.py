@@ -1,6 +1,7 @@
 """The on-disk layout of one run, written so that a kill at any moment loses nothing.
 
-    RUN_DIR/config.yaml     the resolved TrainConfig (accepted by ``evoprop train --config``)
+    RUN_DIR/config.yaml     the resolved TrainConfig (accepted by ``evoprop train --config``), then
+                            ``world_size``: the processes (torchrun) that trained it last, not a setting
     RUN_DIR/metrics.jsonl   one JSON object per completed epoch
     RUN_DIR/summary.json    headline numbers, status, dataset, machine; rewritten every epoch
     RUN_DIR/checkpoint.pt   trainer state after the last completed epoch (model, optimizer, RNG, history)
@@ -31,7 +32,7 @@ from typing import Any
 import torch
 import yaml
 
-from evoprop.config import TrainConfig, read_mapping
+from evoprop.config import RECORDED_KEYS, TrainConfig, read_mapping
 from evoprop.errors import EvopropError
 from evoprop.paths import make_folder
 
@@ -42,6 +43,9 @@ TMP_SUFFIX = ".tmp"
 #: Settings every evoprop has written into config.yaml, first and last in its order: a config.yaml
 #: without them was cut short (fields added in later versions may be absent and take their defaults).
 SAVED_KEYS = ("method", "dataset", "depth", "epochs", "seed", "eval_batch_size")
+#: The comment above config.yaml's records (config.RECORDED_KEYS), which follow the settings.
+RECORDS_NOTE = ("# not settings: how this run was trained. world_size: the processes (torchrun) that trained it "
+                "last; --resume may use another number\n")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -60,12 +64,12 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: str | Path, config: TrainConfig) -> "RunDir":
+    def create(cls, path: str | Path, config: TrainConfig, *, world_size: int | None = None) -> "RunDir":
         """A new run at ``path``; refuses a directory that already holds a run."""
         run = cls(path)
         run.ensure_new()
         make_folder(run.path, f"run directory {run.path}")
-        run.write_config(config)
+        run.write_config(config, world_size=world_size)
         return run
 
     def ensure_new(self) -> None:
@@ -100,9 +104,23 @@ class RunDir:
         return self.path / CHECKPOINT
 
     # config -------------------------------------------------------------
-    def write_config(self, config: TrainConfig) -> None:
+    def write_config(self, config: TrainConfig, *, world_size: int | None = None) -> None:
+        """The settings, then the run's records: ``world_size``, the processes training it now (None: keep
+        the one config.yaml records, if any)."""
+        records = self.read_records() if world_size is None else {"world_size": world_size}
         text = yaml.safe_dump(_plain(config.to_dict()), sort_keys=False)
+        if records:
+            text += RECORDS_NOTE + yaml.safe_dump(records, sort_keys=False)
         _atomic_write(self.path / CONFIG, lambda fh: fh.write(text.encode()))
+
+    def read_records(self) -> dict[str, Any]:
+        """What config.yaml records beside the settings (``world_size``); {} for a run from before that,
+        or one whose config cannot be read."""
+        try:
+            data = read_mapping(self.path / CONFIG)
+        except EvopropError:
+            return {}
+        return {k: data[k] for k in RECORDED_KEYS if k in data}
 
     def read_config(self) -> TrainConfig:
         path = self.path / CONFIG

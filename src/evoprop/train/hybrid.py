@@ -41,9 +41,11 @@ class HybridTrainer(Trainer):
         seed: int = 0,
         eval_batch_size: int = 8192,
         progress: bool = False,
+        batch_parts: int | None = None,
+        data_parallel: bool = True,
     ):
-        super().__init__(model, optimizer, data, batch_size=batch_size, seed=seed,
-                         eval_batch_size=eval_batch_size, progress=progress)
+        super().__init__(model, optimizer, data, batch_size=batch_size, seed=seed, eval_batch_size=eval_batch_size,
+                         progress=progress, batch_parts=batch_parts, data_parallel=data_parallel)
         self.search = search
         self.es_batch_size = es_batch_size
         self.generations_per_epoch = generations_per_epoch
@@ -63,6 +65,7 @@ class HybridTrainer(Trainer):
         if batch is None:
             batch = self._draw(self.es_generator, self.es_batch_size)
         accept = self._draw(self.accept_generator, self.accept_batch_size) if self.search.elitist else None
+        self.sync_buffers()  # under DDP: the ES evaluates the same model on every rank
         stats = self.search.step(*batch, accept=accept)
         self._epoch_stats.append(stats)
         self._es_seconds += time.perf_counter() - start
