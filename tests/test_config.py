@@ -15,6 +15,12 @@ def test_files_in_yaml_or_json_with_dashes_or_underscores(tmp_path):
     assert (b.depth, b.lr, b.batch_size) == (10, 0.5, 32)
 
 
+def test_numbers_with_an_exponent_are_numbers(tmp_path):
+    (tmp_path / "e.yaml").write_text("lr: 1e-3\noptimizer_options: {weight_decay: 5e-4}\n")
+    c = TrainConfig.from_file(tmp_path / "e.yaml").validate()
+    assert c.lr == 1e-3 and c.optimizer_options == {"weight_decay": 5e-4}
+
+
 def test_unknown_keys_are_named(tmp_path):
     (tmp_path / "c.yaml").write_text("epochz: 3\n")
     with pytest.raises(ConfigError, match="unknown config key.*epochz.*valid:"):

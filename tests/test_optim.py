@@ -57,3 +57,6 @@ def test_option_values_parse_as_yaml_scalars():
     assert parse_option_value("0.9") == 0.9
     assert parse_option_value("true") is True
     assert parse_option_value("[0.9, 0.99]") == (0.9, 0.99)
+    # YAML 1.1 (PyYAML) reads an exponent without a dot as a string; people write 1e-6
+    assert parse_option_value("1e-6") == 1e-6 and parse_option_value("-2E+3") == -2000.0
+    assert parse_option_value("'1e-6'") == "1e-6"  # quoted stays a string

@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import yaml
 
+from evoprop import yamlio
 from evoprop.data import DATASETS
 from evoprop.data.sources import DATA_DIR_HELP
 from evoprop.device import MAX_COUNT, check_device_setting
@@ -547,7 +548,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded); "
                           "save it as UTF-8 YAML or JSON") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else yamlio.load(text)
     except RecursionError:
         raise ConfigError(f"config file {path} is nested too deeply to read") from None
     except (yaml.YAMLError, json.JSONDecodeError) as exc:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
-import yaml
 
+from evoprop import yamlio
 from evoprop.errors import ConfigError
 
 
@@ -110,8 +110,8 @@ def make_optimizer(
 
 
 def parse_option_value(text: str) -> Any:
-    """'0.9' -> 0.9, 'true' -> True, '[0.9, 0.99]' -> (0.9, 0.99): YAML scalars, lists as tuples."""
-    value = yaml.safe_load(text)
+    """'0.9' -> 0.9, '1e-6' -> 1e-06, 'true' -> True, '[0.9, 0.99]' -> (0.9, 0.99): YAML scalars, lists as tuples."""
+    value = yamlio.load(text)
     return tuple(value) if isinstance(value, list) else value
 
 
