@@ -40,7 +40,7 @@ from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.linear import linear_layer
 from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
-from evoprop.lab.plots import new_figure, save, wants_log
+from evoprop.lab.plots import finish_loss_figure, new_figure, wants_log
 from evoprop.lab.problem import Problem
 from evoprop.paths import make_folder
 from evoprop.train.metrics import evaluate
@@ -378,10 +378,5 @@ def search_figure(results: Sequence[SearchResult], path: str | Path, title: str 
     labels = {"random": "random search (best so far)", "local": "random local search", "gradient": "gradient descent"}
     for i, r in enumerate(results):
         ax.plot(np.arange(len(r.kept)), r.kept, color=f"C{i}", label=labels.get(r.method, r.method))
-    if any(wants_log(r.kept) for r in results):
-        ax.set_yscale("log")
-    ax.set_xlabel("iteration (try or step)")
-    ax.set_ylabel("training loss")
-    ax.legend()
-    ax.set_title(title or "training loss", fontsize=10)
-    return save(fig, path)
+    return finish_loss_figure(fig, ax, path, log=any(wants_log(r.kept) for r in results),
+                              xlabel="iteration (try or step)", title=title or "training loss")

@@ -25,7 +25,7 @@ from torch.nn.utils import parameters_to_vector
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
-from evoprop.lab.plots import new_figure, save, wants_log
+from evoprop.lab.plots import finish_loss_figure, new_figure, wants_log
 from evoprop.lab.problem import Problem
 from evoprop.lab.search import write_vector
 from evoprop.paths import make_folder
@@ -164,10 +164,5 @@ def stepsize_figure(sweep: StepSizeSweep, path: str | Path, title: str = "") -> 
     ax.plot(sweep.step_sizes, sweep.loss_after, marker="o", color="C0", label="after one step")
     ax.axhline(sweep.loss_before, color="0.5", linestyle="--", label="before the step")
     ax.set_xscale("log")
-    if wants_log(np.append(sweep.loss_after, sweep.loss_before)):
-        ax.set_yscale("log")
-    ax.set_xlabel("step size")
-    ax.set_ylabel("training loss")
-    ax.legend()
-    ax.set_title(title or "loss after one gradient step", fontsize=10)
-    return save(fig, path)
+    return finish_loss_figure(fig, ax, path, log=wants_log(np.append(sweep.loss_after, sweep.loss_before)),
+                              xlabel="step size", title=title or "loss after one gradient step")
