@@ -359,6 +359,12 @@ class TrainConfig:
             raise ValueError(f"unknown setting group {name!r}; valid: {', '.join(GROUPS)}")
         return [field_name for field_name, s in cls.settings().items() if s.group == name]
 
+    @classmethod
+    def location_settings(cls) -> list[str]:
+        """The settings that only say where or in how much memory a run computes (``affects_results=False``:
+        data_dir, device, ...): a run directory may go on under other values of these."""
+        return [field_name for field_name, s in cls.settings().items() if not s.affects_results]
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
