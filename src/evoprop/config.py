@@ -323,7 +323,7 @@ class TrainConfig:
         help="A strategy option, repeatable (see evoprop.es), e.g. --es-opt memory=20 for lmma.")
     # run
     epochs: int = setting(10, group="run", identifies_method=False, low=1, high=MAX_COUNT,
-                          help="Number of epochs (evoprop train --resume: the new total, to extend a run).")
+                          help="Number of epochs.")
     seed: int = setting(0, group="run", identifies_method=False, low=0, high=MAX_SEED,
                         help="Seed of the model's initialisation and of the mini-batch order.")
     device: str = setting("auto", group="run", affects_results=False,
