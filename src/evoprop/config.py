@@ -449,7 +449,7 @@ def check_setting(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be {bounds.describe(kind, value)}{why}, got {_show(value)}")
     choices = TrainConfig.settings()[name].valid_values()
     if choices is not None:
-        _one_of(name, value, choices)
+        one_of(name, value, choices)
 
 
 def _metadata(name: str) -> Any:
@@ -551,6 +551,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
 
 
 
-def _one_of(name: str, value: Any, valid) -> None:
+def one_of(name: str, value: Any, valid) -> None:
+    """A ConfigError naming the valid values unless ``value`` is one of them (a setting's, a tune file's)."""
     if value not in valid:
         raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
