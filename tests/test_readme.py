@@ -8,7 +8,7 @@ README tells a newcomer to. Nothing is shortened: no ``--epochs`` or ``--limit-t
 
 A block that cannot run here says why in the HTML comment on the line before it:
 ``<!-- readme-test: skip: REASON -->`` (it installs packages, needs a GPU or a server, takes hours, waits
-for a person); ``<!-- readme-test: slow -->`` marks a block that runs for more than a few seconds
+for a person); ``<!-- readme-test: slow -->`` marks a block that takes more than about a second of CPU
 (deselected by ``-m "not slow"``, run by plain ``pytest`` and CI).
 """
 
