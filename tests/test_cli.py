@@ -17,6 +17,7 @@ def run_cli(capsys, *args):
     return status, out, err
 
 
+@pytest.mark.slow
 def test_train_runs_and_prints_a_one_line_summary(capsys, data_dir, tmp_path):
     status, out, err = run_cli(capsys, "train", "--data-dir", str(data_dir), "--limit-train", "1000",
                                "--limit-test", "300", "--epochs", "2", "--batch-size", "100",
@@ -87,6 +88,7 @@ def test_unknown_config_key_from_a_file(capsys, tmp_path):
     assert status != 0 and "unknown config key(s) learning_rate" in err
 
 
+@pytest.mark.slow
 def test_the_installed_entry_point_exits_non_zero_with_one_line():
     proc = subprocess.run([sys.executable, "-m", "evoprop", "train", "--optimizer", "nosuch"],
                           capture_output=True, text=True, timeout=120)
@@ -97,6 +99,7 @@ def test_the_installed_entry_point_exits_non_zero_with_one_line():
     ]
 
 
+@pytest.mark.slow
 def test_cifar_results_say_they_come_from_the_reconstruction(capsys, data_dir, cifar_archive, tmp_path):
     status, out, err = run_cli(capsys, "train", "--dataset", "cifar10-gray", "--data-dir", str(data_dir),
                                "--limit-train", "500", "--limit-test", "200", "--epochs", "1",

@@ -132,6 +132,7 @@ def test_tiny_comparison_matches_its_run_directories_and_reruns_skip_or_extend(t
     check_table(out, epochs=2)
 
 
+@pytest.mark.slow
 def test_an_interrupted_comparison_resumes_where_it_stopped(tmp_path, data_dir):
     spec = spec_from_mapping({**TINY, "arms": {"sgd": {}}, "seeds": 1, "base": {**TINY["base"], "epochs": 2},
                               "out": str(tmp_path / "cmp")}, changes={"data_dir": str(data_dir)})
@@ -199,6 +200,7 @@ def test_mistakes_on_the_command_line_are_one_line_errors(args, text, words, tmp
     assert "cannot read config file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_run_directory_with_other_settings_is_refused_before_anything_runs(tmp_path, data_dir, capsys):
     compare(tiny_spec(tmp_path, data_dir), echo=quiet)
     path = tmp_path / "cmp.yaml"

@@ -484,6 +484,7 @@ def test_cifar_download_must_match_the_official_md5(tmp_path, monkeypatch, serve
 # --- the real CIFAR-10 archive (the JPEG-decoded reconstruction) ---------------------------------
 
 
+@pytest.mark.slow
 def test_cifar_gray_paper_split(cifar_gray):
     ds = cifar_gray
     assert (ds.name, ds.input_shape, ds.num_classes) == ("cifar10-gray", (1, 32, 32), 10)

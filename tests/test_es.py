@@ -55,8 +55,8 @@ SOLVE = {
 }
 
 
-#: The cases with the largest budgets (over 5 s each): run by CI, left out of the fast loop.
-SLOW_SOLVE = {("lmma", "ellipsoid"), ("sep", "rosenbrock")}
+#: The cases with the largest budgets (over ~1 s of CPU each): run by CI, left out of the fast loop.
+SLOW_SOLVE = {("lmma", "ellipsoid"), ("sep", "rosenbrock"), ("lmma", "rosenbrock"), ("paper", "rosenbrock")}
 
 
 @pytest.mark.parametrize("variant, fname", [
@@ -590,8 +590,8 @@ def _evaluations_to_solve_sphere(name, opts, injected, seed, d=10, budget=20000)
 INJECT_VARIANTS = {"cma": {}, "sep": {}, "lmma": {}, "paper": {"faithful": False}, "ipop": {}}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("paper", "lmma") else n
-                                  for n in INJECT_VARIANTS])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(INJECT_VARIANTS))
 def test_a_good_injected_point_speeds_convergence_and_a_bad_one_does_no_harm(name):
     """Hansen 2011: an injected gradient step gives ~2x faster convergence, a bad point no significant harm."""
     med = {inj: statistics.median(_evaluations_to_solve_sphere(name, INJECT_VARIANTS[name], inj, s) for s in range(5))

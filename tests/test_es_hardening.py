@@ -254,6 +254,7 @@ def test_ipop_resumed_into_another_seed_equals_the_uninterrupted_run_past_a_rest
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_diverging_run_is_marked_diverged_and_its_resume_ends_in_one_line(tmp_path, data_dir, capsys):
     out = tmp_path / "run"
     # the paper's strategy as printed on a 90-weight last layer: epoch 1 completes, its σ explodes in epoch 2

@@ -16,6 +16,7 @@ import math
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,6 +74,7 @@ def _assert_valid(config: TrainConfig) -> None:
         check_setting(name, getattr(config, name))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(_settings())
 def test_any_train_settings_give_a_valid_config_or_one_config_error(data):
@@ -84,6 +86,7 @@ def test_any_train_settings_give_a_valid_config_or_one_config_error(data):
         _assert_valid(config)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(FIELDS), ANY_VALUE)
 def test_any_value_of_one_setting_is_valid_or_one_config_error(name, value):
@@ -125,6 +128,7 @@ def _tune_file():
                                  optional={"extra": ANY_VALUE})
 
 
+@pytest.mark.slow
 @FUZZ
 @given(_tune_file())
 def test_any_tune_file_gives_a_valid_study_or_one_config_error(data):

@@ -52,6 +52,7 @@ def test_graduated_runs_the_four_schedules_and_writes_table_and_figure(capsys, d
     assert status == 0 and err.count(": done") == 4 and "epoch " not in err
 
 
+@pytest.mark.slow
 def test_graduated_refuses_a_folder_with_other_settings_and_bad_schedules(capsys, data_dir, tmp_path):
     out = tmp_path / "grad"
     args = ("graduated", *TINY, "--data-dir", str(data_dir), "--epochs", "1", "--out", str(out))

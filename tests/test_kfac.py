@@ -265,6 +265,7 @@ def test_group_settings_changed_after_a_resume_take_effect(mnist_small):
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
+@pytest.mark.slow
 def test_resume_through_the_run_directory_equals_an_uninterrupted_run(data_dir, tmp_path):
     # 1,350 training images = 22 steps an epoch: the epoch ends between inverse refreshes (every 20)
     cfg = dict(dataset="mnist", data_dir=str(data_dir), limit_train=1500, limit_test=300, depth=3, width=32,

@@ -24,6 +24,7 @@ def trained_run(data_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_landscape_of_a_saved_run_writes_both_plots_and_the_grids(capsys, data_dir, trained_run, tmp_path):
     out = tmp_path / "ls"
     status, stdout, err = run_cli(capsys, "landscape", "--run", trained_run, "--data-dir", data_dir, "--out", out,
@@ -41,6 +42,7 @@ def test_landscape_of_a_saved_run_writes_both_plots_and_the_grids(capsys, data_d
     assert "after epoch 1" in stdout and "depth 3 width 16" in stdout
 
 
+@pytest.mark.slow
 def test_landscape_around_a_fresh_model(capsys, data_dir, tmp_path):
     status, stdout, err = run_cli(capsys, "landscape", "--dataset", "mnist", "--depth", "1", "--data-dir", data_dir,
                                   "--out", tmp_path, "--examples", "100", "--only", "line", "--points", "3",

@@ -17,6 +17,7 @@ def problem(data_dir):
     return fresh_problem("mnist", depth=1, data_dir=data_dir, device="cpu", limit_train=300, limit_test=100)
 
 
+@pytest.mark.slow
 def test_landscape_reports_as_it_goes_and_writes_its_files(problem, tmp_path):
     said = []
     result = run_landscape(problem, LandscapeSettings(examples=100, points=5, grid=3), progress=said.append,

@@ -63,6 +63,7 @@ def _train(name: str, x, y, steps: int, **options) -> list[float]:
     return losses
 
 
+@pytest.mark.slow
 def test_newton_beats_gradient_descent_on_softmax_regression(pooled):
     x, y = pooled
     # λ₀ = 0.01: the pooled images' curvature is small, and the default λ₀ = 1 would take steps to shrink

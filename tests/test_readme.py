@@ -8,8 +8,8 @@ README tells a newcomer to. Nothing is shortened: no ``--epochs`` or ``--limit-t
 
 A block that cannot run here says why in the HTML comment on the line before it:
 ``<!-- readme-test: skip: REASON -->`` (it installs packages, needs a GPU, a server or several machines,
-takes hours, waits for a person); ``<!-- readme-test: slow -->`` marks a block that runs for more than a
-few seconds (deselected by ``-m "not slow"``, run by plain ``pytest`` and CI).
+takes hours, waits for a person); ``<!-- readme-test: slow -->`` marks a block that takes more than about
+a second of CPU (deselected by ``-m "not slow"``, run by plain ``pytest`` and CI).
 """
 
 from __future__ import annotations

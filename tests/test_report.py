@@ -35,6 +35,7 @@ def runs(data_dir, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_plain_runs_group_by_method_with_seeds_averaged(runs, tmp_path):
     result = build_report([runs / "plain"], tmp_path / "out")
     for name in ("table.md", "table.csv", "f1.png", "loss.png", "report.md"):
@@ -72,6 +73,7 @@ def test_a_mix_of_runs_labels_each_group_apart(runs, tmp_path):
     assert len(set(labels)) == len(labels)
 
 
+@pytest.mark.slow
 def test_report_reads_the_papers_tables_only_as_data_given_to_it(runs, tmp_path):
     """report/ never imports experiments/: without references a reproduction is an ordinary comparison."""
     import subprocess
@@ -112,6 +114,7 @@ def test_runs_differing_in_a_setting_are_told_apart(runs, tmp_path, data_dir):
                                               "gradient sgd lr 0.01 (batch_size=50)"]
 
 
+@pytest.mark.slow
 def test_a_repeated_seed_is_counted_once_and_named(runs, tmp_path):
     """Two runs of seed 0 are one seed: no '± std' over repeats, and the note says which run was left out."""
     import shutil
@@ -129,6 +132,7 @@ def test_a_repeated_seed_is_counted_once_and_named(runs, tmp_path):
     assert row["runs"] == 2 and row["seeds"] == "0;1" and row["best_test_f1_std"] is not None
 
 
+@pytest.mark.slow
 def test_a_resnet_run_is_labelled_by_its_network(runs, tmp_path, data_dir):
     resnet = tmp_path / "resnet"
     run_training(TrainConfig.from_dict(dict(data_dir=str(data_dir), model="resnet18", resnet_width=4, limit_train=64,
@@ -156,6 +160,7 @@ def test_find_run_dirs_and_its_errors(runs, tmp_path):
         find_run_dirs([tmp_path / "empty"])
 
 
+@pytest.mark.slow
 def test_cli_report(capsys, runs, tmp_path):
     status = main(["report", str(runs / "plain"), "--out", str(tmp_path / "r"), "--epochs", "2",
                    "--title", "SGD vs Adam"])

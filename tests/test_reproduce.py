@@ -100,6 +100,7 @@ def test_table1_end_to_end_with_the_papers_cma_es(data_dir, tmp_path):
     assert [m["generations"] for m in metrics] == [1, 2]  # one generation per epoch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["table2", "table4"])
 def test_cifar_tables_end_to_end_say_the_data_is_a_reconstruction(name, data_dir, cifar_archive, tmp_path):
     [result] = reproduce(name, tmp_path, epochs=1, data_dir=data_dir, limit_train=400, limit_test=200,
@@ -148,6 +149,7 @@ def test_an_interrupted_row_resumes(data_dir, tmp_path):
     assert len(json.loads((p.path / "reproduction.json").read_text())["sessions"]) == 2
 
 
+@pytest.mark.slow
 def test_seeds_give_mean_and_sample_std_with_an_overall_bar(data_dir, tmp_path, capsys):
     [result] = reproduce("table1", tmp_path, epochs=1, rows=["sgd-0.01"], seed=3, seeds=2, data_dir=data_dir,
                          limit_train=500, limit_test=200, echo=quiet, progress=True)
@@ -319,6 +321,7 @@ def test_mistakes_are_one_line_errors(kwargs, words, tmp_path):
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_run_dir_with_other_settings_is_refused(data_dir, tmp_path):
     reproduce("table1", tmp_path, epochs=1, rows=["adam"], data_dir=data_dir, limit_train=300, limit_test=100,
               echo=quiet)
@@ -327,6 +330,7 @@ def test_a_run_dir_with_other_settings_is_refused(data_dir, tmp_path):
              init="lecun")
 
 
+@pytest.mark.slow
 def test_cli_reproduce_prints_the_table_and_resumes(capsys, data_dir, tmp_path):
     args = ["reproduce", "table1", "--epochs", "1", "--rows", "adam", "--rows", "sgd-0.01", "--out", str(tmp_path),
             "--data-dir", str(data_dir), "--limit-train", "500", "--limit-test", "200", "--no-progress"]

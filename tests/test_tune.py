@@ -88,6 +88,7 @@ def test_command_line_training_options_override_the_file_but_not_searched_settin
         load_tune_config(path, {"lr": 0.1})
 
 
+@pytest.mark.slow
 def test_storage_names_are_checked(tmp_path):
     open_storage(f"sqlite:///{tmp_path / 'a.db'}")  # creates the database
     with pytest.raises(ConfigError, match="is a SQLite database; name it as a URL: sqlite:///"):
@@ -133,6 +134,7 @@ def test_a_tiny_study_on_sqlite_runs_trials_as_run_dirs_and_its_best_config_reru
     assert "was created with other settings (train.epochs differ)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_pruning_stops_hopeless_trials_and_their_runs_say_so(tmp_path, data_dir):
     config = write_tune_config(
         tmp_path / "prune.yaml", data_dir, train={"epochs": 3, "optimizer": "sgd"},
@@ -150,6 +152,7 @@ def test_pruning_stops_hopeless_trials_and_their_runs_say_so(tmp_path, data_dir)
         assert trial.user_attrs["run_status"] == "pruned" and max(trial.intermediate_values) == summary["epochs"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler, pruner, space, n_trials, expected", [
     ("cmaes", "hyperband", {"lr": {"low": 1.0e-3, "high": 0.5, "log": True}}, 3, 3),
     # a grid of 4 points: asking for 6 trials runs each point once

@@ -89,6 +89,7 @@ def test_a_killed_workers_trial_is_marked_failed_and_retried_with_the_same_setti
     assert len(fresh) == 1 and fresh[0].params != killed.params
 
 
+@pytest.mark.slow
 def test_the_same_command_with_more_trials_adds_new_trials_instead_of_replaying_the_first(tmp_path, data_dir):
     from evoprop.cli.main import main
 
@@ -102,6 +103,7 @@ def test_the_same_command_with_more_trials_adds_new_trials_instead_of_replaying_
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
 
 
+@pytest.mark.slow
 def test_a_fresh_single_worker_study_with_a_seed_is_reproducible(tmp_path, data_dir):
     params = []
     for name in ("a", "b"):

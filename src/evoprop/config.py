@@ -339,7 +339,7 @@ class TrainConfig:
         help="A strategy option, repeatable (see evoprop.es), e.g. --es-opt memory=20 for lmma.")
     # run
     epochs: int = setting(10, group="run", identifies_method=False, low=1, high=MAX_COUNT,
-                          help="Number of epochs (evoprop train --resume: the new total, to extend a run).")
+                          help="Number of epochs.")
     seed: int = setting(0, group="run", identifies_method=False, low=0, high=MAX_SEED,
                         help="Seed of the model's initialisation and of the mini-batch order.")
     device: str = setting("auto", group="run", affects_results=False,
@@ -374,6 +374,12 @@ class TrainConfig:
         if name not in GROUPS:
             raise ValueError(f"unknown setting group {name!r}; valid: {', '.join(GROUPS)}")
         return [field_name for field_name, s in cls.settings().items() if s.group == name]
+
+    @classmethod
+    def location_settings(cls) -> list[str]:
+        """The settings that only say where or in how much memory a run computes (``affects_results=False``:
+        data_dir, device, ...): a run directory may go on under other values of these."""
+        return [field_name for field_name, s in cls.settings().items() if not s.affects_results]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -461,7 +467,7 @@ def check_setting(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be {bounds.describe(kind, value)}{why}, got {_show(value)}")
     choices = TrainConfig.settings()[name].valid_values()
     if choices is not None:
-        _one_of(name, value, choices)
+        one_of(name, value, choices)
 
 
 def _metadata(name: str) -> Any:
@@ -563,6 +569,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
 
 
 
-def _one_of(name: str, value: Any, valid) -> None:
+def one_of(name: str, value: Any, valid) -> None:
+    """A ConfigError naming the valid values unless ``value`` is one of them (a setting's, a tune file's)."""
     if value not in valid:
         raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")

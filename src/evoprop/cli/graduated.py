@@ -20,6 +20,18 @@ SETTINGS = ("dataset", "model", "depth", "width", "resnet_width", "optimizer", "
             "limit_test", "data_dir", "device")
 
 
+#: What these settings are in a comparison of schedules, added to their help (the rest is the field's).
+NOTES = {
+    "lr": "the starting value, which the schedules change",
+    "batch_size": "the starting value, which the schedules change",
+    "epochs": "of every schedule",
+    "stage_epochs": "by default five stages, as the paper's",
+    "gamma": "the default 1/sqrt(2) is the paper's",
+    "method": "here gradient or hybrid: es has no learning rate or batch size to schedule",
+    "seed": "the same for every schedule",
+}
+
+
 def _shown_defaults() -> dict:
     """The defaults of experiments/graduated.py (not TrainConfig's), as --help shows them."""
     from evoprop.experiments.graduated import DEFAULTS
@@ -37,7 +49,7 @@ def _shown_defaults() -> dict:
                    "batch 32, gamma 1/sqrt(2)); hours on a GPU. Options given here override it.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML or JSON file of base settings (as for 'evoprop train'); options given here override it.")
-@setting_options(SETTINGS, defaults=_shown_defaults())
+@setting_options(SETTINGS, defaults=_shown_defaults(), notes=NOTES)
 @click.option("--out", default="graduated", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the comparison: OUT/<schedule>/ run directories, OUT/table.csv, table.md, graduated.png.")
 @click.option("--progress/--no-progress", default=None,

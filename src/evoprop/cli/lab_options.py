@@ -2,20 +2,26 @@
 
 A lab command works on a model: a saved run's (``--run RUN_DIR``) or a fresh one built
 from ``--dataset/--depth/--width/...``. Model options default to None so that giving one
-together with ``--run`` can be refused instead of silently ignored.
+together with ``--run`` can be refused instead of silently ignored. Its own options are
+made from its settings dataclass (:func:`settings_options`, :mod:`evoprop.lab.settings`),
+and read back into it, checked, by :func:`settings_from`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
+from typing import Any
 
 import click
 
-from evoprop.cli.train import setting_option
+from evoprop.cli.train import _METAVARS, _parsed_type, setting_option
 from evoprop.config import check_setting
 from evoprop.errors import ConfigError
 from evoprop.lab.losses import LOSSES
 from evoprop.lab.problem import PIXELS, Problem, fresh_problem, run_problem
+from evoprop.lab.settings import LabSetting, lab_settings
 
 
 def fresh_defaults(*, dataset: str, depth: int, pixels: str, split: str, val_fraction: float) -> dict:
@@ -60,14 +66,59 @@ def model_options(defaults: dict, run: bool = True):
     return decorate
 
 
-def loss_options(default: str):
+def loss_option(default: str):
+    """Decorator: ``--loss``, with this command's default (its ``--reg`` is a LossSettings field)."""
+    return click.option("--loss", type=click.Choice(list(LOSSES)), default=default, show_default=True,
+                        help="softmax: cross-entropy (evoprop's training loss); svm: multiclass hinge, margin 1.")
+
+
+def settings_options(settings_class: type):
+    """Decorator: the options of the fields of ``settings_class`` that are ``lab_setting``s, in field order:
+    flag, type (the annotation), metavar, choices, help and default (shown), all from the field."""
+    hints = typing.get_type_hints(settings_class)
+    defaults = {f.name: f.default for f in dataclasses.fields(settings_class)}
+
     def decorate(func):
-        func = click.option("--reg", type=float, default=0.0, show_default=True, metavar="X",
-                            help="L2 regularisation strength: adds reg * (sum of squared parameters).")(func)
-        return click.option("--loss", type=click.Choice(list(LOSSES)), default=default, show_default=True,
-                            help="softmax: cross-entropy (evoprop's training loss); svm: multiclass hinge, margin 1.")(func)
+        for name, s in reversed(list(lab_settings(settings_class).items())):
+            func = _settings_option(name, s, hints[name], defaults[name])(func)
+        return func
 
     return decorate
+
+
+def _flag(name: str, s: LabSetting) -> str:
+    return s.flag or "--" + name.replace("_", "-")
+
+
+def _param(name: str, s: LabSetting) -> str:
+    """The name click passes the option as (from its flag, as click derives it)."""
+    return _flag(name, s).removeprefix("--").replace("-", "_")
+
+
+def _settings_option(name: str, s: LabSetting, hint, default):
+    if s.choices is not None:
+        type_, metavar = click.Choice(list(s.choices)), None
+    else:
+        base = _parsed_type(hint)
+        type_ = base if base in (int, float) else str
+        metavar = s.metavar or _METAVARS[type_]
+    return click.option(_flag(name, s), _param(name, s), type=type_, default=default,
+                        show_default=default is not None, metavar=metavar, help=s.help)
+
+
+def settings_from(settings_class: type, options: dict, **given: Any):
+    """``settings_class`` from a command's options: pops every option :func:`settings_options` made from
+    ``options``, checks it as its field says (the error names the option), and adds ``given`` (the fields
+    the command sets itself, e.g. a list it parsed)."""
+    values = {}
+    for name, s in lab_settings(settings_class).items():
+        value = options.pop(_param(name, s))
+        if s.check == "seed":
+            seed_option(_flag(name, s), value)
+        elif s.check is not None:
+            positive(_flag(name, s), value, allow_zero=s.check == "non-negative")
+        values[name] = value
+    return settings_class(**values, **given)
 
 
 def build_problem(options: dict, defaults: dict) -> Problem:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import click
 
-from evoprop.cli.lab_options import (build_problem, echo_files, fresh_defaults, loss_options, model_options, positive,
-                                     seed_option)
+from evoprop.cli.lab_options import (build_problem, echo_files, fresh_defaults, loss_option, model_options, settings_from,
+                                     settings_options)
 from evoprop.errors import ConfigError
+from evoprop.lab.stepsize import DEFAULT_STEP_SIZES, StepSizeSettings
 
 _DEFAULTS = fresh_defaults(dataset="cifar10", depth=1, pixels="centred", split="official", val_fraction=0.0)
 
@@ -26,20 +27,13 @@ def _parse_sizes(text: str | None) -> list[float] | None:
 
 @click.command("stepsize")
 @model_options(_DEFAULTS)
-@loss_options("svm")
+@loss_option("svm")
 @click.option("--step-sizes", metavar="X,Y,...", default=None,
               help="Step sizes to try [default: 1e-10,1e-9,...,1e-1, as in the CS231n optimization notes].")
-@click.option("--start-scale", type=float, default=1e-3, show_default=True, metavar="X",
-              help="A fresh model starts from W ~ X * N(0, 1) (CS231n's random W); 0 keeps its --init weights. "
-                   "Ignored with --run.")
-@click.option("--examples", type=int, default=0, show_default=True, metavar="N",
-              help="Training examples the loss and gradient are taken over (0: the whole training split).")
-@click.option("--start-seed", type=int, default=0, show_default=True, metavar="N", help="Seed of the random start.")
-@click.option("--batch-size", type=int, default=10_000, show_default=True, metavar="N",
-              help="Examples per pass (memory only: results do not change).")
+@settings_options(StepSizeSettings)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for stepsize.csv, stepsize.md and stepsize.png.")
-def stepsize_command(step_sizes, start_scale, examples, start_seed, batch_size, out, loss, reg, **options) -> None:
+def stepsize_command(step_sizes, out, loss, **options) -> None:
     """Take one gradient step of each size from the same weights and report the training loss after it.
 
     Shows the lesson of the CS231n optimization notes: the gradient gives the direction, not
@@ -55,17 +49,11 @@ def stepsize_command(step_sizes, start_scale, examples, start_seed, batch_size, 
 
       evoprop stepsize --dataset mnist --depth 1 --pixels unit --loss softmax --start-scale 0
     """
-    from evoprop.lab.stepsize import DEFAULT_STEP_SIZES, StepSizeSettings, run_stepsize
+    from evoprop.lab.stepsize import run_stepsize
 
     sizes = _parse_sizes(step_sizes) or list(DEFAULT_STEP_SIZES)
-    positive("--start-scale", start_scale, allow_zero=True)
-    positive("--examples", examples, allow_zero=True)
-    positive("--batch-size", batch_size)
-    positive("--reg", reg, allow_zero=True)
-    seed_option("--start-seed", start_seed)
+    settings = settings_from(StepSizeSettings, options, step_sizes=tuple(sizes), loss=loss)
     problem = build_problem(options, _DEFAULTS)
-    settings = StepSizeSettings(step_sizes=tuple(sizes), start_scale=start_scale, examples=examples, seed=start_seed,
-                                batch_size=batch_size, loss=loss, reg=reg)
     result = run_stepsize(problem, settings)
     click.echo(result.summary())
     if out is not None:

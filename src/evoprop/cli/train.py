@@ -91,11 +91,12 @@ def setting_option(name: str, *, default=None, config_class: type = TrainConfig,
                         metavar=meta.metavar or _METAVARS.get(type_))
 
 
-def setting_options(names=None, *, defaults: dict | None = None, plain: bool = False,
+def setting_options(names=None, *, defaults: dict | None = None, notes: dict | None = None, plain: bool = False,
                     config_class: type = TrainConfig):
     """Decorator: the options of TrainConfig fields ``names`` (all, in field order, when None), as
     :func:`setting_option` makes them; ``defaults``: the defaults this command shows instead of
-    TrainConfig's; ``plain``: leave out the repeatable KEY=VALUE settings (--opt, --es-opt)."""
+    TrainConfig's; ``notes``: field -> the ``help_note`` of a command that uses it for something narrower;
+    ``plain``: leave out the repeatable KEY=VALUE settings (--opt, --es-opt)."""
     settings = config_class.settings()
     names = list(settings) if names is None else list(names)
     unknown = [n for n in names if n not in settings]
@@ -105,7 +106,8 @@ def setting_options(names=None, *, defaults: dict | None = None, plain: bool = F
 
     def decorate(func):
         for name in reversed(names):
-            func = setting_option(name, default=(defaults or {}).get(name), config_class=config_class)(func)
+            func = setting_option(name, default=(defaults or {}).get(name), config_class=config_class,
+                                  help_note=(notes or {}).get(name, ""))(func)
         return func
 
     return decorate
@@ -124,7 +126,7 @@ def train_options(*flags: str):
 @click.command("train")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML or JSON file of settings (keys as the options, e.g. batch_size: 64); options given here override it.")
-@setting_options()
+@setting_options(notes={"epochs": "with --resume: the new total, to extend a run"})
 @click.option("--out", type=click.Path(file_okay=False),
               help="Run directory to create [default: runs/<time>-<dataset>-d<depth>-<method>-<optimizer>].")
 @click.option("--resume", type=click.Path(file_okay=False),

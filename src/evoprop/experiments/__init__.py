@@ -25,7 +25,7 @@ from evoprop.experiments.paper_tables import (
     get_tables,
     paper_references,
 )
-from evoprop.experiments.reproduce import PlannedRun, TableResult, plan, reproduce
+from evoprop.experiments.reproduce import PlannedRun, ReproduceSpec, TableResult, plan, reproduce
 
 __all__ = [
     "ArmRun",
@@ -40,6 +40,7 @@ __all__ = [
     "PaperRow",
     "PaperTable",
     "PlannedRun",
+    "ReproduceSpec",
     "TableResult",
     "compare",
     "get_table",

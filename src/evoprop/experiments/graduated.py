@@ -48,8 +48,9 @@ PAPER_PRESET: dict[str, Any] = {
 }
 PRESETS = {"paper": PAPER_PRESET}
 
-#: Settings that may differ between an existing run directory and the request.
-_LOCATION_ONLY = ("epochs", "data_dir", "device", "eval_batch_size")
+#: Settings that may differ between an existing run directory and the request: the epochs (a shorter run
+#: is extended) and those that do not change results (from the fields' ``affects_results``).
+_MAY_DIFFER = ("epochs", *TrainConfig.location_settings())
 FIGURE, TABLE_CSV, TABLE_MD = "graduated.png", "table.csv", "table.md"
 #: table.csv's first columns, then the per-stage ones.
 CSV_HEAD = ("schedule", "best_test_f1", "val_selected_test_f1", "seconds", "best_epoch", "val_selected_epoch",
@@ -138,7 +139,7 @@ def _action(run, config: TrainConfig) -> str:
         return "new"
     existing = run.read_config()
     theirs, ours = existing.to_dict(), config.to_dict()
-    differ = [k for k in ours if k not in _LOCATION_ONLY and theirs.get(k) != ours[k]]
+    differ = [k for k in ours if k not in _MAY_DIFFER and theirs.get(k) != ours[k]]
     if differ:
         k = differ[0]
         raise ConfigError(f"{run.path} holds a run with other settings ({k} {theirs.get(k)!r}, requested "

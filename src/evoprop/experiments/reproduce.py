@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,51 +83,88 @@ class TableResult:
     files: dict[str, Path]
 
 
-def plan(
-    table: str = "table3",
-    out: str | Path = "reproductions",
-    *,
-    epochs: int = PAPER_EPOCHS,
-    rows: list[str] | None = None,
-    seed: int = 0,
-    seeds: int = 1,
-    device: str | None = None,
-    init: str | None = None,
-    data_dir: str | Path | None = None,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> list[PlannedRun]:
-    """Every (table, row, seed) to run, with its run directory and action; raises on any bad input."""
-    tables = get_tables(table)
-    rows = _split_ids(rows)
+@dataclass(frozen=True)
+class ReproduceSpec:
+    """What to reproduce: the one list of the parameters of :func:`plan` and :func:`reproduce`
+    (both take them as keywords) and of the ``evoprop reproduce`` command line that repeats them."""
+
+    table: str = "table3"
+    out: str | Path = "reproductions"
+    epochs: int = PAPER_EPOCHS
+    rows: list[str] | str | None = None
+    seed: int = 0
+    seeds: int = 1
+    device: str | None = None
+    init: str | None = None
+    data_dir: str | Path | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    overrides: dict[str, Any] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The settings every row gets on top of the paper's; raises on any bad input."""
+        for name, value, low in (("epochs", self.epochs, 1), ("seeds", self.seeds, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if self.seeds > MAX_SEEDS:
+            raise ConfigError(f"seeds must be at most {MAX_SEEDS} (each is a full run of every row), got {self.seeds}")
+        changes: dict[str, Any] = {"epochs": self.epochs}
+        for key in _ROW_SETTINGS:
+            value = getattr(self, key)
+            if value is not None:
+                changes[key] = str(value) if key == "data_dir" else value
+        if self.overrides:
+            names = TrainConfig.field_names()
+            unknown = sorted(set(k.replace("-", "_") for k in self.overrides) - set(names))
+            if unknown:
+                raise ConfigError(f"unknown override(s) {', '.join(unknown)}; valid: {', '.join(names)}")
+            changes.update({k.replace("-", "_"): v for k, v in self.overrides.items()})
+        return changes
+
+    def command(self) -> str:
+        """The ``evoprop reproduce`` command line of these parameters (defaults left out), for the report."""
+        parts = ["evoprop", "reproduce", str(self.table)]
+        if self.epochs != PAPER_EPOCHS:
+            parts += ["--epochs", str(self.epochs)]
+        ids = _split_ids(self.rows)
+        if ids:
+            parts += ["--rows", ",".join(ids)]
+        parts += ["--out", str(self.out)]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _OPTIONS and value is not None and value != f.default:
+                parts += ["--" + f.name.replace("_", "-"), str(value)]
+        return " ".join(shlex.quote(p) for p in parts)
+
+
+#: The parameters that are also settings of every row's TrainConfig.
+_ROW_SETTINGS = ("device", "init", "data_dir", "limit_train", "limit_test")
+#: The parameters :meth:`ReproduceSpec.command` writes as plain ``--name value`` options.
+_OPTIONS = ("seed", "seeds") + _ROW_SETTINGS
+
+
+def plan(table: str = "table3", out: str | Path = "reproductions", **options: Any) -> list[PlannedRun]:
+    """Every (table, row, seed) to run, with its run directory and action; raises on any bad input.
+
+    ``options``: the other fields of :class:`ReproduceSpec` (epochs, rows, seed, seeds, device, init,
+    data_dir, limit_train, limit_test, overrides)."""
+    return _plan(ReproduceSpec(table, out, **options))
+
+
+def _plan(spec: ReproduceSpec) -> list[PlannedRun]:
+    tables = get_tables(spec.table)
+    rows = _split_ids(spec.rows)
     check_row_ids(tables, rows)
-    for name, value, low in (("epochs", epochs, 1), ("seeds", seeds, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
-    if seeds > MAX_SEEDS:
-        raise ConfigError(f"seeds must be at most {MAX_SEEDS} (each is a full run of every row), got {seeds}")
-    changes: dict[str, Any] = {"epochs": epochs}
-    for key, value in (("device", device), ("init", init), ("limit_train", limit_train),
-                       ("limit_test", limit_test)):
-        if value is not None:
-            changes[key] = value
-    if data_dir is not None:
-        changes["data_dir"] = str(data_dir)
-    if overrides:
-        unknown = sorted(set(k.replace("-", "_") for k in overrides) - set(TrainConfig.field_names()))
-        if unknown:
-            raise ConfigError(f"unknown override(s) {', '.join(unknown)}; valid: {', '.join(TrainConfig.field_names())}")
-        changes.update({k.replace("-", "_"): v for k, v in overrides.items()})
+    changes = spec.changes()
     planned = []
     for t in tables:
         chosen = [r for r in t.rows if not rows or r.id in rows]
         for row in chosen:
-            for s in range(seed, seed + seeds):
+            for s in range(spec.seed, spec.seed + spec.seeds):
                 config = t.config(row, **changes, seed=s).validate()
-                path = Path(out) / t.name / row.id / f"seed{s}"
+                path = Path(spec.out) / t.name / row.id / f"seed{s}"
                 planned.append(_decide(t, row, s, path, config))
     return planned
 
@@ -149,29 +186,21 @@ def reproduce(
     table: str = "table3",
     out: str | Path = "reproductions",
     *,
-    epochs: int = PAPER_EPOCHS,
-    rows: list[str] | None = None,
-    seed: int = 0,
-    seeds: int = 1,
-    device: str | None = None,
-    init: str | None = None,
-    data_dir: str | Path | None = None,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-    overrides: dict[str, Any] | None = None,
     progress: bool = False,
     echo: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> list[TableResult]:
     """Run the rows of ``table`` ("table1" … "table4", or "all") and write each table's folder.
 
+    ``options`` are those of :func:`plan` (the fields of :class:`ReproduceSpec`).
     Returns one :class:`TableResult` per table (its folder, its runs, its rows and files).
     A row that diverges is recorded as diverged and the others go on; Ctrl-C stops at
     once with every completed epoch saved (calling again continues).
     """
+    spec = ReproduceSpec(table, out, **options)
     echo = echo or (lambda line: tqdm.write(line, file=sys.stderr))
-    planned = plan(table, out, epochs=epochs, rows=rows, seed=seed, seeds=seeds, device=device, init=init,
-                   data_dir=data_dir, limit_train=limit_train, limit_test=limit_test, overrides=overrides)
-    command = _command(table, out, epochs, rows, seed, seeds, device, init, data_dir, limit_train, limit_test)
+    planned = _plan(spec)
+    command = spec.command()
     check_data(planned)
     total = sum(p.remaining for p in planned)
     results = []
@@ -185,8 +214,8 @@ def reproduce(
                 index = planned.index(p) + 1
                 say(f"[{index}/{len(planned)}] {p.name}: {p.describe()} -> {p.path}")
                 if p.remaining:
-                    _run_one(p, bar, say, echo, progress, device)
-            results.append(_write_table(t, Path(out), epochs, command, overrides, mine))
+                    _run_one(p, bar, say, echo, progress, spec.device)
+            results.append(_write_table(t, Path(spec.out), spec.epochs, command, spec.overrides, mine))
             say(f"{t.name}: {results[-1].files['report']}")
     return results
 
@@ -247,19 +276,3 @@ def _write_table(t: PaperTable, out: Path, epochs: int, command: str, overrides,
     written = write_report(records, folder, table=t.reference(), epochs=epochs, command=command, notes=notes, groups=groups,
                            baseline=baseline if len(groups) > 1 else None)
     return TableResult(table=t, dir=folder, runs=mine, rows=written["rows"], files=written["files"])
-
-
-def _command(table, out, epochs, rows, seed, seeds, device, init, data_dir, limit_train, limit_test) -> str:
-    parts = ["evoprop", "reproduce", str(table)]
-    if epochs != PAPER_EPOCHS:
-        parts += ["--epochs", str(epochs)]
-    ids = _split_ids(rows)
-    if ids:
-        parts += ["--rows", ",".join(ids)]
-    parts += ["--out", str(out)]
-    for flag, value, default in (("--seed", seed, 0), ("--seeds", seeds, 1), ("--device", device, None),
-                                 ("--init", init, None), ("--data-dir", data_dir, None),
-                                 ("--limit-train", limit_train, None), ("--limit-test", limit_test, None)):
-        if value is not None and value != default:
-            parts += [flag, str(value)]
-    return " ".join(shlex.quote(p) for p in parts)

@@ -44,6 +44,7 @@ from evoprop.lab.kinks import KinkRecorder, same_side
 from evoprop.lab.linear import ANALYTIC_GRADIENTS, linear_layer, weights_of
 from evoprop.lab.losses import Loss, LossSettings, get_loss, l2_penalty
 from evoprop.lab.problem import Problem
+from evoprop.lab.settings import lab_setting
 
 METHODS = ("centred", "forward")
 DEFAULT_H = 1e-5
@@ -221,21 +222,33 @@ def _tensor_result(name, shape, kept, kinks, ana, centred, forward, method, floo
 
 # -- the check of ``evoprop gradcheck`` -------------------------------------------------
 GRADIENTS = ("autograd", "analytic")
+#: The precisions a check runs in (float32 shows why it is not used).
+DTYPES = ("float64", "float32")
 
 
 @dataclass
 class GradCheckSettings(LossSettings):
     """What :func:`run_gradcheck` checks (the options of ``evoprop gradcheck``)."""
 
-    examples: int = 32  # training examples the loss is taken over
-    coords: int = 20  # coordinates per tensor (0: all)
-    h: float = DEFAULT_H
-    method: str = "centred"  # the difference that decides pass/fail
-    threshold: float = DEFAULT_THRESHOLD
-    floor: float = DEFAULT_FLOOR
-    dtype: str = "float64"
-    gradient: str = "autograd"  # autograd, or analytic (the linear classifier's hand-derived gradient)
-    seed: int = 0  # of the coordinates drawn
+    examples: int = lab_setting(32, "Training examples the loss is taken over (few: fewer kinks, faster).",
+                                check="positive")
+    coords: int = lab_setting(20, "Coordinates checked per parameter tensor, drawn at random (0: all of them).",
+                              check="non-negative")
+    h: float = lab_setting(DEFAULT_H, "Finite-difference step.")
+    method: str = lab_setting(
+        "centred", "Difference that decides pass/fail (both are reported): centred (L(w+h)-L(w-h))/2h, error "
+                   "O(h^2), or forward (L(w+h)-L(w))/h, error O(h).", choices=METHODS)
+    threshold: float = lab_setting(DEFAULT_THRESHOLD, "Pass when every tensor's maximum relative error is at most X.")
+    floor: float = lab_setting(
+        DEFAULT_FLOOR, "Relative errors of components smaller than X times their tensor's largest are measured on "
+                       "that scale (their finite differences are mostly rounding).")
+    dtype: str = lab_setting(
+        "float64", "Precision of the check (float32 shows why it is not used: rounding swamps h = 1e-5).",
+        choices=DTYPES)
+    gradient: str = lab_setting(
+        "autograd", "Gradient under test: autograd (backpropagation), or analytic (the hand-derived SVM/softmax "
+                    "gradient of a linear classifier, --depth 1).", choices=GRADIENTS)
+    seed: int = lab_setting(0, "Seed of the coordinates drawn.", flag="--check-seed", check="seed")
 
 
 @dataclass

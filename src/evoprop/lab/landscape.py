@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from evoprop.errors import ConfigError
-from evoprop.lab.directions import flatten, random_direction
+from evoprop.lab.directions import BIAS_MODES, DIRECTIONS, flatten, random_direction
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.losses import LossSettings
 from evoprop.lab.plots import new_figure, save, wants_log
-from evoprop.lab.problem import Problem
+from evoprop.lab.problem import SPLIT_NAMES, Problem
+from evoprop.lab.settings import batch_setting, lab_setting
 from evoprop.paths import make_folder
 
 
@@ -109,20 +110,33 @@ class Landscape:
         return files + [out / "landscape.json"]
 
 
+#: The most grid points on the line and per axis of the plane (every point is one evaluation of the loss).
+MAX_POINTS, MAX_GRID = 10_001, 1_001
+#: What ``evoprop landscape --only`` computes.
+ONLY = ("both", "line", "plane")
+
+
 @dataclass
 class LandscapeSettings(LossSettings):
     """What :func:`run_landscape` computes around a problem's weights (the options of ``evoprop landscape``)."""
 
-    split: str = "train"  # the data split the loss is measured on
-    examples: int = 2000  # its first N examples (0: all)
-    direction: str = "filter"  # filter (Li et al. 2018) or gaussian
-    bias: str = "zero"  # filter directions on biases: zero or weights
-    range: float = 1.0  # a and b run from -range to range
-    points: int = 51  # grid points on the line
-    grid: int = 21  # grid points per axis of the plane
-    only: str = "both"  # both, line or plane
-    direction_seed: int = 0
-    batch_size: int = 1000  # examples per evaluation pass (memory only)
+    split: str = lab_setting("train", "Data split the loss is measured on.", flag="--on", choices=SPLIT_NAMES)
+    examples: int = lab_setting(
+        2000, "Measure on the first N examples of the split (0: all of it; time grows with N).",
+        check="non-negative")
+    direction: str = lab_setting(
+        "filter", "filter: Gaussian rescaled filter by filter (each output neuron's row) to the weights' norms, "
+                  "Li et al. 2018; gaussian: plain N(0, 1) per weight (its natural range is far smaller: try "
+                  "--range 0.05).", choices=DIRECTIONS)
+    bias: str = lab_setting(
+        "zero", "filter directions on biases and normalisation-layer parameters: zero (they stay put; Li et al.'s "
+                "default) or weights (the parameter itself).", choices=BIAS_MODES)
+    range: float = lab_setting(1.0, "a and b run from -R to R.", metavar="R", check="positive")
+    points: int = lab_setting(51, f"Grid points on the line (2 to {MAX_POINTS}).")
+    grid: int = lab_setting(21, f"Grid points per axis of the plane (2 to {MAX_GRID}).")
+    only: str = lab_setting("both", "Compute the line, the plane, or both.", choices=ONLY)
+    direction_seed: int = lab_setting(0, "Seed of the random directions.", check="seed")
+    batch_size: int = batch_setting(1000)
 
 
 def run_landscape(problem: Problem, settings: LandscapeSettings, progress: Callable[[str], None] | None = None,

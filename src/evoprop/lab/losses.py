@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from evoprop.errors import ConfigError
+from evoprop.lab.settings import lab_setting
 
 SVM_DELTA = 1.0  # the margin Δ of the multiclass SVM; CS231n fixes it at 1 (λ sets the scale)
 
@@ -68,8 +69,9 @@ LOSSES: dict[str, Loss] = {
 class LossSettings:
     """The loss a lab experiment measures (the ``--loss``/``--reg`` options); its settings extend this."""
 
-    loss: str = "softmax"  # a name in LOSSES
-    reg: float = 0.0  # L2 strength: adds reg * (sum of squared parameters)
+    loss: str = "softmax"  # a name in LOSSES (the option: cli/lab_options.loss_option, each command its default)
+    reg: float = lab_setting(0.0, "L2 regularisation strength: adds reg * (sum of squared parameters).",
+                             metavar="X", check="non-negative")
 
 
 def get_loss(name: str) -> Loss:

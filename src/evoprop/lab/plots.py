@@ -31,3 +31,15 @@ def save(fig, path: str | Path) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=DPI)
     return path
+
+
+def finish_loss_figure(fig, ax, path: str | Path, *, log: bool, xlabel: str, title: str) -> Path:
+    """The end of a figure of training-loss lines (search curves, the step-size sweep): log y when
+    ``log``, the axis labels, the legend and the title; saved to ``path``."""
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("training loss")
+    ax.legend()
+    ax.set_title(title, fontsize=10)
+    return save(fig, path)

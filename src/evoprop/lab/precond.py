@@ -44,6 +44,7 @@ from torch.func import vmap
 from evoprop.errors import ConfigError
 from evoprop.lab.plots import new_figure, save
 from evoprop.lab.problem import Problem
+from evoprop.lab.settings import lab_setting
 from evoprop.optim import make_optimizer
 from evoprop.optim.batch import BatchLoss, FlatParams
 from evoprop.optim.hessian_free import ggn_product
@@ -267,14 +268,23 @@ def _num(v: float | None) -> str:
 class PrecondSettings:
     """What :func:`run_precond` compares (the options of ``evoprop precond``)."""
 
-    examples: int = 512  # training examples of the batch the curvature and every compared step use
-    curvature: str = "hessian"  # hessian or ggn
-    damping: float = 1e-3  # λ of the reference Newton direction
-    warmup: int = 20  # steps each optimizer takes before its step is compared
-    warmup_batch: int = 64
-    optimizers: tuple[str, ...] = DEFAULT_OPTIMIZERS
-    seed: int = 0  # of the warm-up batches
-    max_memory: str | int | None = None  # what the d x d matrices may take [default: half of what is available]
+    examples: int = lab_setting(
+        512, "Training examples of the batch the curvature, the Newton direction and every compared step use.",
+        check="positive")
+    curvature: str = lab_setting(
+        "hessian", "hessian: the exact Hessian; ggn: the Gauss-Newton matrix (the same for a depth-1 model).",
+        choices=CURVATURES)
+    damping: float = lab_setting(
+        1e-3, "λ of the reference Newton direction -(C + λI)^-1 g (raised if C + λI is not positive definite).",
+        check="positive")
+    warmup: int = lab_setting(
+        20, "Steps each optimizer takes from the weights before its step is compared (builds its state).",
+        metavar="K", check="non-negative")
+    warmup_batch: int = lab_setting(64, "Mini-batch size of the warm-up steps.", check="positive")
+    optimizers: tuple[str, ...] = DEFAULT_OPTIMIZERS  # the command parses its --optimizers A,B,...
+    seed: int = lab_setting(0, "Seed of the warm-up batches.", flag="--warmup-seed")
+    max_memory: str | int | None = lab_setting(
+        None, "Memory the d x d matrices may take, e.g. 2G [default: half of what is available].", metavar="SIZE")
 
 
 @dataclass

@@ -62,6 +62,14 @@ class Problem:
         return part.x[:n], part.y[:n]
 
 
+@dataclass
+class LabRun:
+    """The start of a lab experiment's result: where it looked, as its problem says it."""
+
+    description: str  # the model and data (Problem.description)
+    label: str  # the same in a few words, for the figures' titles (Problem.short_name)
+
+
 def load_data(dataset: str, data_dir=None, device="cpu", split: str = "paper", val_fraction: float = 0.1,
               split_seed: int = 0, standardize: bool = False, limit_train=None, limit_test=None,
               pixels: str = "unit") -> DatasetSplits:

@@ -40,8 +40,9 @@ from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.linear import linear_layer
 from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
-from evoprop.lab.plots import new_figure, save, wants_log
-from evoprop.lab.problem import Problem
+from evoprop.lab.plots import finish_loss_figure, new_figure, wants_log
+from evoprop.lab.problem import LabRun, Problem
+from evoprop.lab.settings import batch_setting, lab_setting
 from evoprop.paths import make_folder
 from evoprop.train.metrics import evaluate
 
@@ -266,23 +267,25 @@ class SearchSettings(LossSettings):
     """What :func:`run_search` does (the options of ``evoprop search``)."""
 
     loss: str = "svm"
-    methods: tuple[str, ...] = METHODS  # run in this order, each once
-    tries: int = 1000  # random, local: weight vectors tried
-    scale: float = 1e-4  # random: W ~ scale * N(0, 1)
-    step: float = 1e-4  # local: W + step * N(0, 1)
-    start_scale: float = 1e-3  # local, gradient: start from W ~ start_scale * N(0, 1); 0: the model's weights
-    lr: float = 1e-6  # gradient: step size
-    steps: int = 100  # gradient: full-batch steps
-    seed: int = 0  # of the random tries and of the start
-    batch_size: int = 10_000  # examples per evaluation pass (memory only)
+    methods: tuple[str, ...] = METHODS  # run in this order, each once (the command's METHOD... arguments)
+    tries: int = lab_setting(1000, "random, local: how many weight vectors to try.", check="positive")
+    scale: float = lab_setting(1e-4, "random: each try is W ~ X * N(0, 1).", check="positive")
+    step: float = lab_setting(1e-4, "local: each try is W + X * N(0, 1), kept if its loss is lower.", check="positive")
+    start_scale: float = lab_setting(
+        1e-3, "local, gradient: start from W ~ X * N(0, 1) (CS231n's start); 0 starts from the model's --init.",
+        check="non-negative")
+    lr: float = lab_setting(
+        1e-6, "gradient: step size of plain gradient descent (suits the default centred 0-255 pixels).",
+        check="positive")
+    steps: int = lab_setting(100, "gradient: number of full-batch gradient steps.", check="positive")
+    seed: int = lab_setting(0, "Seed of the random tries and of the start.", flag="--search-seed", check="seed")
+    batch_size: int = batch_setting(10_000)
 
 
 @dataclass
-class SearchRun:
+class SearchRun(LabRun):
     """The strategies' curves (``results``) and their rows of results.md/results.json (``rows``)."""
 
-    description: str  # the model and data
-    label: str  # the same in a few words, for the figure's title
     loss: str
     header: str  # what was measured on how many examples
     results: list[SearchResult] = field(default_factory=list)
@@ -378,10 +381,5 @@ def search_figure(results: Sequence[SearchResult], path: str | Path, title: str 
     labels = {"random": "random search (best so far)", "local": "random local search", "gradient": "gradient descent"}
     for i, r in enumerate(results):
         ax.plot(np.arange(len(r.kept)), r.kept, color=f"C{i}", label=labels.get(r.method, r.method))
-    if any(wants_log(r.kept) for r in results):
-        ax.set_yscale("log")
-    ax.set_xlabel("iteration (try or step)")
-    ax.set_ylabel("training loss")
-    ax.legend()
-    ax.set_title(title or "training loss", fontsize=10)
-    return save(fig, path)
+    return finish_loss_figure(fig, ax, path, log=any(wants_log(r.kept) for r in results),
+                              xlabel="iteration (try or step)", title=title or "training loss")

@@ -25,8 +25,9 @@ from torch.nn.utils import parameters_to_vector
 from evoprop.errors import ConfigError
 from evoprop.lab.evaluate import VectorEvaluator
 from evoprop.lab.losses import Loss, LossSettings, backward_full_loss, get_loss
-from evoprop.lab.plots import new_figure, save, wants_log
-from evoprop.lab.problem import Problem
+from evoprop.lab.plots import finish_loss_figure, new_figure, wants_log
+from evoprop.lab.problem import LabRun, Problem
+from evoprop.lab.settings import batch_setting, lab_setting
 from evoprop.lab.search import write_vector
 from evoprop.paths import make_folder
 
@@ -104,19 +105,21 @@ class StepSizeSettings(LossSettings):
     """What :func:`run_stepsize` does (the options of ``evoprop stepsize``)."""
 
     loss: str = "svm"
-    step_sizes: tuple[float, ...] = DEFAULT_STEP_SIZES
-    start_scale: float = 1e-3  # a fresh model starts from W ~ start_scale * N(0, 1); 0 keeps its weights
-    examples: int = 0  # training examples of the loss and gradient (0: all)
-    seed: int = 0  # of the random start
-    batch_size: int = 10_000  # examples per pass (memory only)
+    step_sizes: tuple[float, ...] = DEFAULT_STEP_SIZES  # the command parses its --step-sizes X,Y,...
+    start_scale: float = lab_setting(
+        1e-3, "A fresh model starts from W ~ X * N(0, 1) (CS231n's random W); 0 keeps its --init weights. "
+              "Ignored with --run.", check="non-negative")
+    examples: int = lab_setting(
+        0, "Training examples the loss and gradient are taken over (0: the whole training split).",
+        check="non-negative")
+    seed: int = lab_setting(0, "Seed of the random start.", flag="--start-seed", check="seed")
+    batch_size: int = batch_setting(10_000)
 
 
 @dataclass
-class StepSizeRun:
+class StepSizeRun(LabRun):
     """A sweep with what it started from."""
 
-    description: str  # the model and data
-    label: str  # the same in a few words, for the figure's title
     start: str  # the weights the step was taken from
     loss: str
     examples: int
@@ -164,10 +167,5 @@ def stepsize_figure(sweep: StepSizeSweep, path: str | Path, title: str = "") -> 
     ax.plot(sweep.step_sizes, sweep.loss_after, marker="o", color="C0", label="after one step")
     ax.axhline(sweep.loss_before, color="0.5", linestyle="--", label="before the step")
     ax.set_xscale("log")
-    if wants_log(np.append(sweep.loss_after, sweep.loss_before)):
-        ax.set_yscale("log")
-    ax.set_xlabel("step size")
-    ax.set_ylabel("training loss")
-    ax.legend()
-    ax.set_title(title or "loss after one gradient step", fontsize=10)
-    return save(fig, path)
+    return finish_loss_figure(fig, ax, path, log=wants_log(np.append(sweep.loss_after, sweep.loss_before)),
+                              xlabel="step size", title=title or "loss after one gradient step")

@@ -11,6 +11,7 @@ with the λ it had reached.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Iterable
 
@@ -28,14 +29,27 @@ RHO_LOW, RHO_HIGH = 0.25, 0.75  # reduction-ratio thresholds for λ (Martens 201
 
 class DampedStep(torch.optim.Optimizer):
     """Base of :class:`~evoprop.optim.newton.Newton` and :class:`~evoprop.optim.hessian_free.HessianFree`:
-    the checks of the shared hyperparameters, the flat view of the model's parameters, the gradient,
-    and the line search with the λ rule. ``name`` is the optimizer's registry name (in messages)."""
+    the shared hyperparameters (their defaults and checks), the flat view of the model's parameters,
+    the gradient, and the line search with the λ rule. ``name`` is the optimizer's registry name (in messages).
+
+    Args (every subclass takes these keywords, after its own):
+        params: the parameters to optimize, one param group (normally ``model.parameters()``).
+        model: the module they belong to (the loss is evaluated at trial weights through it).
+        lr: γ, the first step length the line search tries (1: the full step).
+        damping: the initial Levenberg–Marquardt λ.
+        boost: the factor λ is multiplied or divided by (Martens 2010: 3/2).
+        min_damping: the floor of λ.
+        max_backtracks: halvings of the step the line search tries before giving up on the step.
+
+    A subclass's ``__init__(self, params, model, *, its own keywords, **shared)`` passes ``shared`` on;
+    its signature (what ``make_optimizer`` accepts, and the registry's defaults) is its own keywords
+    after these (:meth:`defaults`)."""
 
     needs_batch = True  # the trainer steps it with a BatchLoss
     name = "damped"
 
-    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], model: nn.Module, *, lr: float,
-                 damping: float, boost: float, min_damping: float, max_backtracks: int):
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], model: nn.Module, *, lr: float = 1.0,
+                 damping: float = 1.0, boost: float = 1.5, min_damping: float = 1e-6, max_backtracks: int = 10):
         positive(lr, "lr")
         positive(damping, "damping")
         positive(min_damping, "min_damping")
@@ -49,6 +63,17 @@ class DampedStep(torch.optim.Optimizer):
         self.min_damping = float(min_damping)
         self.max_backtracks = max_backtracks
         self.flat = FlatParams(list(self.param_groups[0]["params"]), model)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__.__signature__ = _with_shared_keywords(cls.__init__)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every hyperparameter with its default, the shared ones first (the registry's defaults)."""
+        return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
 
     def _state(self) -> dict:
         # optimizer-wide state with the first parameter (like torch.optim.LBFGS): state_dict carries it
@@ -99,6 +124,15 @@ class DampedStep(torch.optim.Optimizer):
         state["step"] = int(state.get("step", 0)) + 1
         state["last"] = {"rho": rho, "alpha": alpha if accepted else 0.0, "loss_after": f_new if accepted else f_theta}
         return state["last"]
+
+
+def _with_shared_keywords(init: Callable) -> inspect.Signature:
+    """``init``'s signature with its ``**shared`` replaced by DampedStep's keywords, placed before its own."""
+    own = inspect.signature(init).parameters.values()
+    shared = [p for p in inspect.signature(DampedStep.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    positional = [p for p in own if p.kind is p.POSITIONAL_OR_KEYWORD]
+    keywords = [p for p in own if p.kind is p.KEYWORD_ONLY]
+    return inspect.signature(init).replace(parameters=positional + shared + keywords)
 
 
 def positive(value: Any, name: str) -> None:

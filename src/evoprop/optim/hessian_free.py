@@ -36,7 +36,7 @@ gradients) and backtracking over the stored CG iterates (here: a line search alo
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -75,44 +75,26 @@ def ggn_product(batch: BatchLoss, flat: FlatParams, theta: torch.Tensor, rows: i
 class HessianFree(DampedStep):
     """Hessian-free optimization (Martens 2010): CG on Gauss–Newton products (``step(BatchLoss(model, x, y))``).
 
-    Args:
-        params: the parameters to optimize, one param group (normally ``model.parameters()``).
-        model: the module they belong to; its forward pass returns the logits.
-        lr: γ, the first step length the line search tries along the CG solution.
-        damping: the initial Levenberg–Marquardt λ.
-        boost: the factor λ is multiplied or divided by (Martens: 3/2).
-        min_damping: the floor of λ.
+    Args (besides those of :class:`~evoprop.optim.damped.DampedStep`: params, model, lr, damping, boost,
+    min_damping, max_backtracks; lr is γ, the first step length the line search tries along the CG solution):
         cg_iters: the most CG iterations per step (each one Gauss–Newton product).
         cg_tol: Martens' relative-progress tolerance ε of the CG stopping test (5e-4).
         decay: the warm start of CG is ``decay`` times the previous solution (Martens: 0.95; 0: cold).
         curvature_batch: rows of each mini-batch the products use (None: all of them).
-        max_backtracks: halvings of the step the line search tries before giving up on the step.
     """
 
     name = "hessian-free"
 
-    def __init__(
-        self,
-        params: Iterable[torch.nn.Parameter] | Iterable[dict],
-        model: nn.Module,
-        lr: float = 1.0,
-        damping: float = 1.0,
-        boost: float = 1.5,
-        min_damping: float = 1e-6,
-        cg_iters: int = 30,
-        cg_tol: float = 5e-4,
-        decay: float = 0.95,
-        curvature_batch: int | None = 256,
-        max_backtracks: int = 10,
-    ):
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], model: nn.Module, *,
+                 cg_iters: int = 30, cg_tol: float = 5e-4, decay: float = 0.95, curvature_batch: int | None = 256,
+                 **shared: Any):
         positive(cg_tol, "cg_tol")
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay <= 1:
             raise ValueError(f"decay must be a number in [0, 1], got {decay!r}")
         count(cg_iters, "cg_iters")
         if curvature_batch is not None:
             count(curvature_batch, "curvature_batch")
-        super().__init__(params, model, lr=lr, damping=damping, boost=boost, min_damping=min_damping,
-                         max_backtracks=max_backtracks)
+        super().__init__(params, model, **shared)
         self.cg_iters = cg_iters
         self.cg_tol = float(cg_tol)
         self.decay = float(decay)
@@ -198,8 +180,7 @@ def _register() -> None:
     register_optimizer(
         "hessian-free",
         HessianFree,
-        {"lr": 1.0, "damping": 1.0, "boost": 1.5, "min_damping": 1e-6, "cg_iters": 30, "cg_tol": 5e-4,
-         "decay": 0.95, "curvature_batch": 256, "max_backtracks": 10},
+        HessianFree.defaults(),
         "Hessian-free (Martens 2010): CG on Gauss-Newton products (jvp/vjp), LM damping, warm-started CG",
         needs_model=True,
     )

@@ -53,14 +53,8 @@ from evoprop.optim.registry import register_optimizer
 class Newton(DampedStep):
     """Damped Newton's method on the exact mini-batch Hessian (``step(BatchLoss(model, x, y))``).
 
-    Args:
-        params: the parameters to optimize, one param group (normally ``model.parameters()``).
-        model: the module they belong to (the loss is evaluated at trial weights through it).
-        lr: γ, the first step length the line search tries (1: the full Newton step).
-        damping: the initial Levenberg–Marquardt λ.
-        boost: the factor λ is multiplied or divided by (Martens 2010: 3/2).
-        min_damping: the floor of λ.
-        max_backtracks: halvings of the step the line search tries before giving up on the step.
+    Args (besides those of :class:`~evoprop.optim.damped.DampedStep`: params, model, lr, damping, boost,
+    min_damping, max_backtracks):
         hessian_batch: rows of each mini-batch the Hessian is computed on (None: all of them).
         chunk_size: Hessian columns computed at once (memory of the intermediate passes).
         max_memory: bytes (or "2G") the d × d matrices may take; None: half of what is available.
@@ -68,24 +62,13 @@ class Newton(DampedStep):
 
     name = "newton"
 
-    def __init__(
-        self,
-        params: Iterable[torch.nn.Parameter] | Iterable[dict],
-        model: nn.Module,
-        lr: float = 1.0,
-        damping: float = 1.0,
-        boost: float = 1.5,
-        min_damping: float = 1e-6,
-        max_backtracks: int = 10,
-        hessian_batch: int | None = 512,
-        chunk_size: int = 512,
-        max_memory: int | str | None = None,
-    ):
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], model: nn.Module, *,
+                 hessian_batch: int | None = 512, chunk_size: int = 512, max_memory: int | str | None = None,
+                 **shared: Any):
         count(chunk_size, "chunk_size")
         if hessian_batch is not None:
             count(hessian_batch, "hessian_batch")
-        super().__init__(params, model, lr=lr, damping=damping, boost=boost, min_damping=min_damping,
-                         max_backtracks=max_backtracks)
+        super().__init__(params, model, **shared)
         self.hessian_batch = hessian_batch
         self.chunk_size = chunk_size
         first = self.flat.params[0]
@@ -160,8 +143,7 @@ def _register() -> None:
     register_optimizer(
         "newton",
         Newton,
-        {"lr": 1.0, "damping": 1.0, "boost": 1.5, "min_damping": 1e-6, "max_backtracks": 10,
-         "hessian_batch": 512, "chunk_size": 512, "max_memory": None},
+        Newton.defaults(),
         "Newton's method: exact mini-batch Hessian, Levenberg-Marquardt damping, Cholesky, Armijo line search",
         needs_model=True,
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evoprop.config import MAX_SEED, TrainConfig, check_type, read_mapping
+from evoprop.config import MAX_SEED, TrainConfig, check_type, one_of, read_mapping
 from evoprop.errors import ConfigError
 from evoprop.tune.space import Param, parse_space
 
@@ -145,11 +145,11 @@ def _study_settings(data: dict, overrides: dict, path) -> StudySettings:
     study = StudySettings(**data)
     if study.name is None:
         study.name = Path(path).stem if path is not None else "evoprop"
-    _one_of("study.sampler", study.sampler, SAMPLERS)
-    _one_of("study.pruner", study.pruner, PRUNERS)
-    _one_of("study.reduce", study.reduce, REDUCTIONS)
+    one_of("study.sampler", study.sampler, SAMPLERS)
+    one_of("study.pruner", study.pruner, PRUNERS)
+    one_of("study.reduce", study.reduce, REDUCTIONS)
     if study.direction is not None:
-        _one_of("study.direction", study.direction, DIRECTIONS)
+        one_of("study.direction", study.direction, DIRECTIONS)
     for name in ("n_trials", "n_jobs", "heartbeat_interval", "grace_period", "waiting"):
         value = getattr(study, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -189,7 +189,3 @@ def _mapping(value: Any, name: str) -> dict:
         raise ConfigError(f"the {name} section must be a mapping")
     return value
 
-
-def _one_of(name: str, value: Any, valid) -> None:
-    if value not in valid:
-        raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
