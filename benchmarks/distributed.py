@@ -46,7 +46,7 @@ Then a stated model of the time per generation on W GPUs (8 on one node; 4 nodes
 the W = 1 phases measured here:
     T(W) = (draw + evaluate + moments) / (k W) + (update - moments + other) / k + overhead + comm(W)
 k is the assumed speed of one GPU relative to this CPU: the assumed GPU float32 rate
-(--gpu-tflops) over the float32 matmul rate measured here just before the case's W = 1 run,
+(--gpu-tflops) over the float32 matmul rate (2048^3) measured just before the case's W = 1 run,
 applied to every phase (an assumption: the draw and the update are bound by memory and the RNG,
 not by matmuls); overhead (--overhead-ms) an assumed fixed cost per generation (launches, Python).
 comm(W) = one latency per collective + the bytes each GPU (and, across nodes, each node)
@@ -129,6 +129,8 @@ def parse_args(argv=None):
                         "as a plain run and `torchrun -m evoprop train` would)")
     p.add_argument("--generations", type=int, default=20, help="timed generations per run (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed generations before them (default 3)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every (case, W) this many times, taking turns, and pool the generations (default 1)")
     p.add_argument("--es-batch-size", type=int, default=256,
                    help="images per generation's evaluation, a fresh random mini-batch each time (default 256, "
                         "the hybrid's --es-batch-size)")
@@ -369,8 +371,8 @@ def worker(args) -> None:
 
 # -- the launcher -----------------------------------------------------------------------------------
 
-def launch(args, case: str, world: int, cores: int, tmp: Path) -> list[dict]:
-    out_dir = tmp / f"{case}-w{world}"
+def launch(args, case: str, world: int, cores: int, tmp: Path, rnd: int = 0) -> list[dict]:
+    out_dir = tmp / f"{case}-w{world}-r{rnd}"
     out_dir.mkdir()
     threads = args.threads or max(1, cores // world)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
@@ -465,19 +467,35 @@ def main() -> None:
     print(f"float32 matmul rate (4096^3, median of 5) {rate:.1f} GFLOP/s; load average at start "
           f"{load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"strategy {args.strategy}, searched layer 0 (the hybrid's default), ES batch {args.es_batch_size}, "
-          f"{args.warmup} warm-up + {args.generations} timed generations per run, device {args.device}")
+          f"{args.warmup} warm-up + {args.generations} timed generations per run, {args.rounds} round(s), "
+          f"device {args.device}")
     results: dict = {"machine": describe(), "matmul_gflops": rate, "load_start": load0, "cases": {}}
     with tempfile.TemporaryDirectory(prefix="evoprop-dist-bench-") as tmp:
+        runs: dict = defaultdict(list)  # (case, world) -> one entry per round
+        for rnd in range(args.rounds):  # the runs take turns, so a change of load hits all of them
+            for case in cases:
+                for world in worlds:
+                    # this host's speed drifts: re-measured before every run (2048^3, median of 5)
+                    before = matmul_gflops(2048, 2048, 2048, device=args.device)
+                    t0 = time.time()
+                    ranks = launch(args, case, world, cores, Path(tmp), rnd)
+                    runs[case, world].append(dict(ranks=ranks, rate=before, load=os.getloadavg(),
+                                                  wall_s=time.time() - t0))
         for case in cases:
             results["cases"][case] = {}
             for world in worlds:
-                before = matmul_gflops(device=args.device)  # this host's speed drifts: re-measured per run
-                t0 = time.time()
-                ranks = launch(args, case, world, cores, Path(tmp))
-                summary = summarise(ranks)
-                info = {k: ranks[0][k] for k in ("popsize", "dim", "slices", "local_popsize", "threads",
-                                                 "strategy", "precision", "note")}
-                summary.update(info, load=os.getloadavg(), wall_s=time.time() - t0, matmul_gflops=before)
+                rounds = runs[case, world]
+                merged = [dict(rounds[0]["ranks"][r],
+                               generations=[g for x in rounds for g in x["ranks"][r]["generations"]],
+                               alone={op: statistics.median(x["ranks"][r]["alone"][op] for x in rounds)
+                                      for op in rounds[0]["ranks"][r]["alone"]})
+                          for r in range(world)]
+                summary = summarise(merged)
+                info = {k: merged[0][k] for k in ("popsize", "dim", "slices", "local_popsize", "threads",
+                                                  "strategy", "precision", "note")}
+                summary.update(info, load=[x["load"][0] for x in rounds], wall_s=sum(x["wall_s"] for x in rounds),
+                               matmul_gflops=statistics.median(x["rate"] for x in rounds),
+                               rates=[x["rate"] for x in rounds])
                 results["cases"][case][world] = summary
     load1 = os.getloadavg()
     results["load_end"] = load1
@@ -501,8 +519,9 @@ def main() -> None:
             print(line)
         for w, s in by_world.items():
             print(f"W={w}: slices {s['slices']}, {s['local_popsize']} rows and {s['threads']} thread(s) per rank, "
-                  f"precision {s['precision']}, matmul rate before {s['matmul_gflops']:.1f} GFLOP/s, load average after "
-                  f"{s['load'][0]:.2f}, {s['wall_s']:.0f} s wall")
+                  f"precision {s['precision']}, matmul rate (2048^3) before each run "
+                  f"{' / '.join(f'{r:.1f}' for r in s['rates'])} GFLOP/s, load average after each "
+                  f"{' / '.join(f'{x:.2f}' for x in s['load'])}, {s['wall_s']:.0f} s wall")
             if w == 1:
                 continue
             d, p, S = s["dim"], s["popsize"], s["slices"]
@@ -523,8 +542,8 @@ def main() -> None:
 
     # the model
     print("\n== A model of the time per generation on GPUs (from the W=1 phases above; assumptions, not measurements)")
-    print(f"k = assumed GPU float32 rate {args.gpu_tflops:g} TFLOP/s / this CPU's float32 matmul rate measured just "
-          "before the case's W=1 run: every measured compute phase is divided by k")
+    print(f"k = assumed GPU float32 rate {args.gpu_tflops:g} TFLOP/s / this CPU's float32 matmul rate (2048^3) measured "
+          "just before the case's W=1 run(s), median: every measured compute phase is divided by k")
     print("T(W) = (draw + evaluate + moments) / (k W) + (update - moments + other) / k + overhead + comm(W); "
           "comm(W) = 3 latencies + ring all-gather bytes (4P losses, 4*2dW sums) and the 4d winner row over the link")
     print(f"links: NVSwitch {args.nvlink_gbps:g} GB/s per GPU, {args.nvlink_latency_us:g} µs per collective; "
