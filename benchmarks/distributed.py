@@ -46,9 +46,9 @@ Then a stated model of the time per generation on W GPUs (8 on one node; 4 nodes
 the W = 1 phases measured here:
     T(W) = (draw + evaluate + moments) / (k W) + (update - moments + other) / k + overhead + comm(W)
 k is the assumed speed of one GPU relative to this CPU: the assumed GPU float32 rate
-(--gpu-tflops) over the float32 matmul rate (2048^3) measured just before the case's W = 1 run,
-applied to every phase (an assumption: the draw and the update are bound by memory and the RNG,
-not by matmuls); overhead (--overhead-ms) an assumed fixed cost per generation (launches, Python).
+(--gpu-tflops) over the rate the W = 1 evaluation reached here (its FLOPs over its seconds), so
+the evaluation takes its FLOPs at the GPU rate, and the same k divides the other phases (an
+assumption: the draw and the update are bound by memory and the RNG, not by matmuls); overhead (--overhead-ms) an assumed fixed cost per generation (launches, Python).
 comm(W) = one latency per collective + the bytes each GPU (and, across nodes, each node)
 receives over the assumed link bandwidth (NCCL ring all-gather; a broadcast moves the row once).
 A last column gives T(W) if the 2d sums were all-reduced instead of all-gathered per slice
@@ -153,7 +153,11 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="tiny smoke run: P = 16, 1 warm-up and 2 timed generations, 2,000 training images, "
                         "3 collective repeats")
-    p.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    p.add_argument("--json", default=None, help="also write the measurements to this JSON file")
+    p.add_argument("--report", default=None, metavar="JSON",
+                   help="measure nothing: print the tables and the model from a file written by --json (e.g. with "
+                        "other model assumptions)")
+    p.add_argument("--model-json", default=None, help="write the model's rows to this JSON file")
     model = p.add_argument_group("the scaling model (assumptions, not measurements)")
     model.add_argument("--gpu-tflops", type=float, default=50.0,
                        help="assumed float32 rate one GPU reaches on these layers, TFLOP/s (default 50: about 3/4 of "
@@ -364,7 +368,9 @@ def worker(args) -> None:
            "dim": strategy.dim, "slices": strategy.slices, "local_popsize": strategy.local_popsize,
            "threads": torch.get_num_threads(), "strategy": search.strategy_name,
            "precision": getattr(search.evaluator, "precision", args.precision),
-           "note": data.source_note, "generations": generations, "alone": alone}
+           "note": data.source_note, "generations": generations, "alone": alone,
+           "eval_gflop": 2.0 * args.es_batch_size * popsize
+           * sum(layer.in_features * layer.out_features for layer in model.layers) / 1e9}
     Path(args.out_dir, f"rank-{ctx.rank}.json").write_text(json.dumps(out))
     dist.shutdown()
 
@@ -455,6 +461,13 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    if args.report:
+        results = json.loads(Path(args.report).read_text())
+        print(results["machine"])
+        print(f"(the measurements of {args.report}: float32 matmul rate at its start {results['matmul_gflops']:.1f} "
+              f"GFLOP/s)")
+        report(results, args)
+        return
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     worlds = [int(w) for w in args.world_sizes.split(",")]
     bad = [c for c in cases if c not in CASES]
@@ -469,7 +482,8 @@ def main() -> None:
     print(f"strategy {args.strategy}, searched layer 0 (the hybrid's default), ES batch {args.es_batch_size}, "
           f"{args.warmup} warm-up + {args.generations} timed generations per run, {args.rounds} round(s), "
           f"device {args.device}")
-    results: dict = {"machine": describe(), "matmul_gflops": rate, "load_start": load0, "cases": {}}
+    results: dict = {"machine": describe(), "matmul_gflops": rate, "load_start": load0, "cases": {},
+                     "es_batch_size": args.es_batch_size}
     with tempfile.TemporaryDirectory(prefix="evoprop-dist-bench-") as tmp:
         runs: dict = defaultdict(list)  # (case, world) -> one entry per round
         for rnd in range(args.rounds):  # the runs take turns, so a change of load hits all of them
@@ -492,14 +506,31 @@ def main() -> None:
                           for r in range(world)]
                 summary = summarise(merged)
                 info = {k: merged[0][k] for k in ("popsize", "dim", "slices", "local_popsize", "threads",
-                                                  "strategy", "precision", "note")}
+                                                  "strategy", "precision", "note", "eval_gflop")}
                 summary.update(info, load=[x["load"][0] for x in rounds], wall_s=sum(x["wall_s"] for x in rounds),
                                matmul_gflops=statistics.median(x["rate"] for x in rounds),
                                rates=[x["rate"] for x in rounds])
                 results["cases"][case][world] = summary
-    load1 = os.getloadavg()
-    results["load_end"] = load1
+    results["load_end"] = os.getloadavg()
+    if args.json:  # the measurements; --report re-prints them (and the model, with other assumptions)
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    report(results, args)
 
+
+def eval_gflop(s: dict, case: str, batch: int) -> float:
+    """One generation's evaluation FLOPs: 2 * B * P * the multiply-adds of every layer (from the first, searched one)."""
+    if s.get("eval_gflop"):
+        return s["eval_gflop"]
+    inputs = (s["dim"] - WIDTH) // WIDTH  # the searched layer: inputs * WIDTH weights + WIDTH biases
+    macs = inputs * WIDTH + (CASES[case]["depth"] - 2) * WIDTH * WIDTH + WIDTH * 10
+    return 2.0 * batch * s["popsize"] * macs / 1e9
+
+
+def report(results: dict, args) -> None:
+    """Print the measured tables and the model (from a fresh measurement or a --json file)."""
+    # JSON turns the world sizes into strings
+    results["cases"] = {c: {int(w): s for w, s in by.items()} for c, by in results["cases"].items()}
+    load0, load1 = results["load_start"], results["load_end"]
     for case, by_world in results["cases"].items():
         first = next(iter(by_world.values()))
         print(f"\n== {CASES[case]['label']}: P = {first['popsize']}, d = {first['dim']:,}, strategy "
@@ -518,6 +549,8 @@ def main() -> None:
                                 for w, s in by_world.items() if w != 1)
             print(line)
         for w, s in by_world.items():
+            if "rates" not in s:  # a file from before --rounds: one run, the load average as getloadavg() gave it
+                s["rates"], s["load"] = [s["matmul_gflops"]], [s["load"][0]]
             print(f"W={w}: slices {s['slices']}, {s['local_popsize']} rows and {s['threads']} thread(s) per rank, "
                   f"precision {s['precision']}, matmul rate (2048^3) before each run "
                   f"{' / '.join(f'{r:.1f}' for r in s['rates'])} GFLOP/s, load average after each "
@@ -542,8 +575,9 @@ def main() -> None:
 
     # the model
     print("\n== A model of the time per generation on GPUs (from the W=1 phases above; assumptions, not measurements)")
-    print(f"k = assumed GPU float32 rate {args.gpu_tflops:g} TFLOP/s / this CPU's float32 matmul rate (2048^3) measured "
-          "just before the case's W=1 run(s), median: every measured compute phase is divided by k")
+    print(f"k = assumed GPU float32 rate {args.gpu_tflops:g} TFLOP/s / the rate the W=1 evaluation reached here (its FLOPs "
+          "over its median seconds): the evaluation then takes FLOPs / the GPU rate, and every other measured compute "
+          "phase is divided by the same k")
     print("T(W) = (draw + evaluate + moments) / (k W) + (update - moments + other) / k + overhead + comm(W); "
           "comm(W) = 3 latencies + ring all-gather bytes (4P losses, 4*2dW sums) and the 4d winner row over the link")
     print(f"links: NVSwitch {args.nvlink_gbps:g} GB/s per GPU, {args.nvlink_latency_us:g} µs per collective; "
@@ -555,11 +589,14 @@ def main() -> None:
         if base is None:
             print(f"{case}: no W=1 run, no model")
             continue
-        k = args.gpu_tflops * 1e3 / base["matmul_gflops"]
+        flops = eval_gflop(base, case, results.get("es_batch_size", args.es_batch_size))
+        achieved = flops / base["evaluate"]
+        k = args.gpu_tflops * 1e3 / achieved
         scaled = (base["draw"] + base["evaluate"] + base["moments"]) / k
         fixed = (base["update"] - base["moments"] + base["other"]) / k + args.overhead_ms * 1e-3
-        print(f"\n{CASES[case]['label']} (P = {base['popsize']}, d = {base['dim']:,}; k = {k:.0f} from "
-              f"{base['matmul_gflops']:.1f} GFLOP/s): one GPU would take "
+        print(f"\n{CASES[case]['label']} (P = {base['popsize']}, d = {base['dim']:,}; evaluation {flops:.1f} GFLOP in "
+              f"{base['evaluate']:.3f} s = {achieved:.1f} GFLOP/s, the matmul rate beside it {base['matmul_gflops']:.1f}; "
+              f"k = {k:.0f}): one GPU would take "
               f"{(scaled + fixed) * 1e3:.2f} ms ({scaled * 1e3:.2f} ms that divides by W, {fixed * 1e3:.2f} ms that does not, "
               f"{args.overhead_ms:g} ms of it the assumed fixed overhead)")
         print(f"{'scenario':<46} {'W':>3} {'compute ms':>11} {'comm ms':>8} {'T(W) ms':>8} {'speedup':>8} "
@@ -577,16 +614,17 @@ def main() -> None:
                   f"{comm / t:>9.0%} {received / 1e6:>10.2f} {f'{t_r * 1e3:.3f} ms ({t1 / t_r:.1f}x)':>22}")
         model_out[case] = {"k": k, "scaled_s": scaled, "fixed_s": fixed, "rows": rows}
     results["model"] = model_out
+    if args.model_json:
+        Path(args.model_json).write_text(json.dumps(model_out, indent=1))
     print("\nThe model ignores: the gradient part of the hybrid (every rank takes the same steps: no speed-up); "
           "kernel launches and Python beyond the assumed --overhead-ms; "
           "that a phase bound by memory or the RNG (draw, update) does not speed up by the matmul ratio k; "
+          "that a GPU holding P/W candidates (31 of 1,000 at W = 32) runs below the rate of one holding all P; "
           "the losses' trip to the host in tell(); the occasional best-ever broadcast and the state check every "
           "10 generations; any overlap of communication with compute (the code has none); stragglers and jitter "
           "(the in-generation 'communicate' above includes waiting for the slower rank); NCCL's protocol "
           "choices for small messages and contention on the switch.")
     print(f"\nload average at start {load0[0]:.2f}, at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     last = []
     for case, by_world in results["cases"].items():
         for w, s in by_world.items():
