@@ -48,7 +48,8 @@ the W = 1 phases measured here:
 k is the assumed speed of one GPU relative to this CPU: the assumed GPU float32 rate
 (--gpu-tflops) over the rate the W = 1 evaluation reached here (its FLOPs over its seconds), so
 the evaluation takes its FLOPs at the GPU rate, and the same k divides the other phases (an
-assumption: the draw and the update are bound by memory and the RNG, not by matmuls); overhead (--overhead-ms) an assumed fixed cost per generation (launches, Python).
+assumption: the draw and the update are bound by memory and the RNG, not by matmuls);
+overhead (--overhead-ms) is an assumed fixed cost per generation (launches, Python).
 comm(W) = one latency per collective + the bytes each GPU (and, across nodes, each node)
 receives over the assumed link bandwidth (NCCL ring all-gather; a broadcast moves the row once).
 A last column gives T(W) if the 2d sums were all-reduced instead of all-gathered per slice
@@ -57,6 +58,7 @@ model ignores is printed with it.
 
 Run: python benchmarks/distributed.py [--cases mnist10,cifar10] [--world-sizes 1,2] [--generations 20]
      python benchmarks/distributed.py --quick      # tiny smoke run: P = 16, 2 generations
+     python benchmarks/distributed.py --report run.json --gpu-tflops 25   # re-print a --json file, other assumptions
 """
 
 from __future__ import annotations
