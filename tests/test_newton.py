@@ -128,6 +128,19 @@ def test_state_dict_resumes_exactly(pooled, name):
     assert torch.equal(resumed_model.weight, model.weight)
 
 
+def test_newtons_lambda_floor_is_the_validation_chosen_one_and_hessian_free_keeps_its_own(capsys):
+    # newton's default floor (RESULTS.md: chosen on MNIST's validation split) reaches the optimizer, the
+    # registry and `evoprop optimizers`; hessian-free shares the keyword but not that default
+    m = nn.Linear(3, 2)
+    assert Newton.defaults()["min_damping"] == 0.05 and Newton(m.parameters(), model=m).min_damping == 0.05
+    assert make_optimizer("newton", m.parameters(), model=m).min_damping == 0.05
+    assert Newton(m.parameters(), model=m, min_damping=1e-6).min_damping == 1e-6
+    assert HessianFree.defaults()["min_damping"] == 1e-6 and HessianFree(m.parameters(), model=m).min_damping == 1e-6
+    assert main(["optimizers"]) == 0
+    out = capsys.readouterr().out
+    assert "min_damping=0.05" in out and "min_damping=1e-06" in out, out
+
+
 def test_newton_needs_the_batch(pooled):
     model = linear()
     opt = Newton(model.parameters(), model=model)

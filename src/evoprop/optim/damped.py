@@ -41,12 +41,15 @@ class DampedStep(torch.optim.Optimizer):
         min_damping: the floor of λ.
         max_backtracks: halvings of the step the line search tries before giving up on the step.
 
-    A subclass's ``__init__(self, params, model, *, its own keywords, **shared)`` passes ``shared`` on;
+    A subclass's ``__init__(self, params, model, *, its own keywords, **shared)`` passes
+    ``{**self.shared_defaults, **shared}`` on;
     its signature (what ``make_optimizer`` accepts, and the registry's defaults) is its own keywords
     after these (:meth:`defaults`)."""
 
     needs_batch = True  # the trainer steps it with a BatchLoss
     name = "damped"
+    #: a subclass's own defaults for some of the shared keywords (its signature shows them)
+    shared_defaults: dict[str, Any] = {}
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], model: nn.Module, *, lr: float = 1.0,
                  damping: float = 1.0, boost: float = 1.5, min_damping: float = 1e-6, max_backtracks: int = 10):
@@ -67,7 +70,7 @@ class DampedStep(torch.optim.Optimizer):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
-            cls.__init__.__signature__ = _with_shared_keywords(cls.__init__)
+            cls.__init__.__signature__ = _with_shared_keywords(cls.__init__, cls.shared_defaults)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -126,10 +129,12 @@ class DampedStep(torch.optim.Optimizer):
         return state["last"]
 
 
-def _with_shared_keywords(init: Callable) -> inspect.Signature:
-    """``init``'s signature with its ``**shared`` replaced by DampedStep's keywords, placed before its own."""
+def _with_shared_keywords(init: Callable, overrides: dict[str, Any]) -> inspect.Signature:
+    """``init``'s signature with its ``**shared`` replaced by DampedStep's keywords (with the subclass's
+    ``overrides`` of their defaults), placed before its own."""
     own = inspect.signature(init).parameters.values()
-    shared = [p for p in inspect.signature(DampedStep.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    shared = [p.replace(default=overrides.get(p.name, p.default))
+              for p in inspect.signature(DampedStep.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
     positional = [p for p in own if p.kind is p.POSITIONAL_OR_KEYWORD]
     keywords = [p for p in own if p.kind is p.KEYWORD_ONLY]
     return inspect.signature(init).replace(parameters=positional + shared + keywords)

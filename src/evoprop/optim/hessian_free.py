@@ -94,7 +94,7 @@ class HessianFree(DampedStep):
         count(cg_iters, "cg_iters")
         if curvature_batch is not None:
             count(curvature_batch, "curvature_batch")
-        super().__init__(params, model, **shared)
+        super().__init__(params, model, **{**self.shared_defaults, **shared})
         self.cg_iters = cg_iters
         self.cg_tol = float(cg_tol)
         self.decay = float(decay)
