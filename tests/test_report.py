@@ -228,3 +228,18 @@ def test_report_baseline_and_target_mistakes_are_one_line(args, words, capsys, r
     assert main(["report", str(runs / "plain"), "--out", str(tmp_path / "x"), *args]) == 1
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+def test_long_curves_get_a_log_epoch_axis():
+    # over the paper's 1,000 epochs a linear axis hides the first tens, where the rows differ
+    from evoprop.report.figures import LOG_EPOCHS, _epoch_axis, _figure, _longest
+
+    scales = {}
+    for epochs in (20, LOG_EPOCHS, 1000):
+        ax = _figure().add_subplot()
+        ax.plot(range(1, epochs + 1), [0.5] * epochs)
+        ax.axhline(0.9)  # a paper line (x in axes coordinates) does not count as epochs
+        _epoch_axis(ax, _longest(ax))
+        scales[epochs] = (ax.get_xscale(), ax.get_xlabel())
+    assert scales == {20: ("linear", "epoch"), LOG_EPOCHS: ("log", "epoch (log scale)"),
+                      1000: ("log", "epoch (log scale)")}

@@ -52,11 +52,31 @@ def _figure(**kwargs):
     return Figure(layout="constrained", **kwargs)
 
 
-def _epoch_axis(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
+#: From this many epochs on, the epoch axis is logarithmic: over the paper's 1,000 epochs a linear
+#: axis squeezes the first tens of epochs (where the rows differ, and every ES row ends) into a few
+#: pixels; a log axis shows the start and the plateau alike.
+LOG_EPOCHS = 200
 
+
+def _epoch_axis(ax, longest: int = 0) -> None:
+    """Integer epoch ticks; a log scale with plain labels (1, 2, 5, 10 …) once a curve has
+    :data:`LOG_EPOCHS` epochs or more."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    if longest >= LOG_EPOCHS:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("epoch (log scale)")
+        return
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
+
+
+def _longest(ax) -> int:
+    """The most epochs any line drawn on ``ax`` has (its largest x)."""
+    return int(max((max(line.get_xdata(), default=0) for line in ax.get_lines()), default=0))
 
 
 def _log_axis(ax) -> None:
@@ -109,7 +129,7 @@ def f1_figure(groups: list[Group], path: str | Path, title: str = "", note: str 
     handles.append(Line2D([], [], marker="o", color="gray", linestyle="", markeredgecolor="black"))
     labels.append("epoch chosen on validation")
     ax.legend(handles, labels, fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    _epoch_axis(ax)
+    _epoch_axis(ax, _longest(ax))
     ax.set_ylabel("test macro-F1")
     ax.grid(True, alpha=0.3)
     ax.set_title(title or "Test macro-F1 per epoch", fontsize="medium")
@@ -135,7 +155,7 @@ def loss_figure(groups: list[Group], path: str | Path, title: str = "", note: st
         values = [v for line in ax.get_lines() for v in line.get_ydata()]
         if drawn and min(values) > 0 and max(values) / min(values) > 10:
             _log_axis(ax)
-        _epoch_axis(ax)
+        _epoch_axis(ax, _longest(ax))
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3, which="both")
     if axes[1].get_legend_handles_labels()[0]:
