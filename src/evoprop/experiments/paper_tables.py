@@ -57,8 +57,8 @@ READING_NOTES: tuple[ReadingNote, ...] = (
         'per generation at P = 5,000, and a factorisation of C every generation: ≈ 125 s per generation on '
         "the project's 2-core CPU under load, ≈ 6 h per pass; a row for a GPU). Row `cma-es-sep` is the one "
         'that fits a CPU: separable CMA-ES (Ros & Hansen 2008; standard CSA, a diagonal covariance, O(P·d) '
-        "per generation) at the paper's population, also one pass per epoch (6.6 s per generation there, 19 "
-        'min per pass). `lmma` would fit too; sep is the strategy `auto` resolves to in the hybrid rows, so '
+        "per generation) at the paper's population, also one pass per epoch (1.4–1.8 s per generation on "
+        'one thread of that CPU, 4–5 min per pass). `lmma` would fit too; sep is the strategy `auto` resolves to in the hybrid rows, so '
         "the ES-only and hybrid rows search with one strategy. Both carry the paper's F1 and epoch beside "
         'them: they are our reading of the row the paper printed.'),
     ReadingNote(
