@@ -61,13 +61,11 @@ LOG_EPOCHS = 200
 def _epoch_axis(ax, longest: int = 0) -> None:
     """Integer epoch ticks; a log scale with plain labels (1, 2, 5, 10 …) once a curve has
     :data:`LOG_EPOCHS` epochs or more."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+    from matplotlib.ticker import MaxNLocator
 
     if longest >= LOG_EPOCHS:
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        _plain_log_ticks(ax.xaxis)
         ax.set_xlabel("epoch (log scale)")
         return
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -79,14 +77,19 @@ def _longest(ax) -> int:
     return int(max((max(line.get_xdata(), default=0) for line in ax.get_lines()), default=0))
 
 
-def _log_axis(ax) -> None:
-    """Log scale with plain tick labels (0.2, 0.5, 1, 2) instead of 2×10⁻¹."""
+def _plain_log_ticks(axis) -> None:
+    """Ticks of a log-scaled axis at 1, 2, 5 per decade, labelled plainly (0.2, 0.5, 1, 2) instead of 2×10⁻¹."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _log_axis(ax) -> None:
+    """A log-scaled y axis with plain tick labels."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    _plain_log_ticks(ax.yaxis)
 
 
 def _finish(fig, path: str | Path) -> Path:
