@@ -59,7 +59,7 @@ def test_graduated_refuses_a_folder_with_other_settings_and_bad_schedules(capsys
     status, _, err = run_cli(capsys, *args, "--schedules", "constant")
     assert status == 0, err
     status, _, err = run_cli(capsys, *args, "--schedules", "constant", "--lr", "0.05")
-    assert status == 1 and err.startswith("evoprop: error:") and "lr 0.1, requested 0.05" in err
+    assert status == 1 and err.startswith("evoprop: error:") and "(lr: 0.1 there, 0.05 requested)" in err
     assert len(err.strip().splitlines()) == 1
     status, _, err = run_cli(capsys, *args, "--schedules", "constant,warmup")
     assert status == 1 and "unknown schedule(s) warmup" in err

@@ -196,10 +196,13 @@ def test_notes_flag_collapse_far_numbers_and_short_runs():
     row = TableRow("hybrid (Adam)", {"status": "completed", "best_test_f1": 0.61, "best_epoch": 1,
                                      "final_test_f1": 0.02, "paper_f1": 0.98, "paper_epoch": 18, "epochs": 3,
                                      "diff_vs_paper": -0.37, "dataset_note": "CIFAR-10 JPEG-decoded reconstruction"})
-    notes = "\n".join(table_notes([row]))
+    # a row whose seeds stand at different epochs (one still running) says so, not just its shortest seed's
+    running = TableRow("CMA-ES (sep)", {"status": "completed", "best_test_f1": 0.9, "final_test_f1": 0.9,
+                                        "paper_f1": 0.918, "paper_epoch": 32, "epochs": 15, "max_epochs": 50})
+    notes = "\n".join(table_notes([row, running]))
     assert "fell from 0.6100 (epoch 1) to 0.0200" in notes
     assert "more than 0.02: hybrid (Adam)" in notes
-    assert "paper epoch 18, run 3" in notes
+    assert "paper epoch 18, run 3)" in notes and "CMA-ES (sep) (paper epoch 32, run 15–50)" in notes
     assert "Data: CIFAR-10 JPEG-decoded reconstruction." in notes
 
 

@@ -35,6 +35,7 @@ from evoprop.report.schedule_figures import schedule_figure
 from evoprop.report.tables import fmt_f1, fmt_seconds, load_run
 from evoprop.runs import RunDir, run_training
 from evoprop.runs.launch import resolve_config
+from evoprop.runs.plan import plan_run
 from evoprop.train.schedules import DEFAULT_GAMMA, GRADUATED, SCHEDULES, stage_records
 
 #: The comparison's own defaults on top of TrainConfig's: the paper's lr, batch size and stage count.
@@ -48,9 +49,6 @@ PAPER_PRESET: dict[str, Any] = {
 }
 PRESETS = {"paper": PAPER_PRESET}
 
-#: Settings that may differ between an existing run directory and the request: the epochs (a shorter run
-#: is extended) and those that do not change results (from the fields' ``affects_results``).
-_MAY_DIFFER = ("epochs", *TrainConfig.location_settings())
 FIGURE, TABLE_CSV, TABLE_MD = "graduated.png", "table.csv", "table.md"
 #: table.csv's first columns, then the per-stage ones.
 CSV_HEAD = ("schedule", "best_test_f1", "val_selected_test_f1", "seconds", "best_epoch", "val_selected_epoch",
@@ -117,38 +115,20 @@ def compare_schedules(
     planned = []
     for name in names:
         config = resolve_config(schedule_config(base, name))
-        planned.append((name, config, _action(RunDir(out / name), config)))
-    for i, (name, config, action) in enumerate(planned, start=1):
+        planned.append((name, config, plan_run(out / name, config, hint="choose another --out")))
+    for i, (name, config, plan) in enumerate(planned, start=1):
         path = out / name
-        echo(f"[{i}/{len(planned)}] {name}: {action}")
+        echo(f"[{i}/{len(planned)}] {name}: {plan.describe()}")
         try:
-            if action == "new":
+            if plan.action == "new":
                 run_training(config, out=path, progress=progress, echo=echo)
-            elif action == "continue":
+            elif plan.action in ("resume", "extend"):
                 run_training(resume=path, epochs=config.epochs, progress=progress, echo=echo)
         except TrainingDiverged as exc:
             echo(f"  {name} diverged: {exc}; the table shows it as diverged")
     rows = [_row(name, out / name, config.epochs) for name, config, _ in planned]
     files = write_comparison(rows, out, title=_title(planned[0][1]), note=_note(rows))
     return Comparison(out=out, rows=rows, files=files)
-
-
-def _action(run, config: TrainConfig) -> str:
-    """new, continue (resume or extend) or done, for the run directory of one schedule."""
-    if not run.has_run():
-        return "new"
-    existing = run.read_config()
-    theirs, ours = existing.to_dict(), config.to_dict()
-    differ = [k for k in ours if k not in _MAY_DIFFER and theirs.get(k) != ours[k]]
-    if differ:
-        k = differ[0]
-        raise ConfigError(f"{run.path} holds a run with other settings ({k} {theirs.get(k)!r}, requested "
-                          f"{ours[k]!r}); choose another --out")
-    history = run.read_metrics()
-    status = run.status()
-    if status == "diverged":
-        return "done"
-    return "done" if len(history) >= config.epochs else "continue"
 
 
 def _row(name: str, path: Path, epochs: int) -> ScheduleRow:

@@ -566,8 +566,7 @@ def markdown_table(rows: list[TableRow]) -> str:
         if es:
             cells += [_es_cell(r)]
         spe = r["seconds_per_epoch"]
-        epochs = str(r["epochs"]) if r["epochs"] == r["max_epochs"] else f"{r['epochs']}–{r['max_epochs']}"
-        cells += [fmt_seconds(r["seconds"]), "—" if spe is None else f"{spe:.2f}", epochs,
+        cells += [fmt_seconds(r["seconds"]), "—" if spe is None else f"{spe:.2f}", _epochs_run(r),
                   r["seeds"].replace(";", ", ") or "—"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -601,11 +600,17 @@ def table_notes(rows: list[TableRow], epochs: int | None = None) -> list[str]:
     short = [r for r in rows if r["paper_epoch"] is not None and r["epochs"] and r["paper_epoch"] > r["epochs"]]
     if short:
         notes.append("The paper's best epoch lies beyond the epochs run here for: "
-                     + ", ".join(f"{r.method} (paper epoch {r['paper_epoch']}, run {r['epochs']})" for r in short)
+                     + ", ".join(f"{r.method} (paper epoch {r['paper_epoch']}, run {_epochs_run(r)})" for r in short)
                      + "; those rows cannot be expected to reach the paper's F1.")
     for note in sorted({r["dataset_note"] for r in rows if r["dataset_note"]}):
         notes.append(f"Data: {note}.")
     return notes
+
+
+def _epochs_run(r: TableRow) -> str:
+    """The epochs a row's runs have: '1000', or '10–50' while its seeds stand at different epochs."""
+    low, high = r["epochs"], r["max_epochs"]
+    return str(low) if high in (None, low) else f"{low}–{high}"
 
 
 def write_markdown(rows: list[TableRow], path: str | Path, title: str | None = None,

@@ -29,9 +29,9 @@ from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.runs.launch import run_training, summary_line
 from evoprop.runs.rundir import RunDir
 
-#: Settings that may differ between an existing run directory and the request: where the run
-#: runs or what the request does not fix (None: resolved by the run, e.g. sigma0; "auto").
-LOCATION_ONLY = ("epochs", "data_dir", "device", "eval_batch_size", "max_memory")
+#: Settings that may differ between an existing run directory and the request: the epochs (a shorter run is
+#: extended) and where or in how much memory the run computes (the fields' ``affects_results=False``).
+LOCATION_ONLY = ("epochs", *TrainConfig.location_settings())
 
 ACTIONS = ("new", "resume", "extend", "skip", "diverged")
 
