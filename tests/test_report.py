@@ -219,6 +219,10 @@ def test_report_pairs_with_a_baseline_and_times_a_target(capsys, runs, tmp_path)
     assert adam["seeds_paired"] == "1" and adam["diff_ci_low"] == "" and sgd["diff_vs_baseline"] == ""
     assert adam["target_f1"] == "0.3" and sgd["reached_target"] in ("0", "1", "2")
     assert "Paired against gradient sgd lr 0.01" in out and "epochs to F1 ≥ 0.3" in out
+    # and in epochs: how much sooner Adam converged (the paper's convergence epoch), seed by seed
+    assert float(adam["best_epoch_diff"]) == summaries["adam"]["best_epoch"] - summaries["sgd-a"]["best_epoch"]
+    assert adam["best_epoch_paired"] == "1" and sgd["best_epoch_diff"] == ""
+    assert "Δ convergence epoch (paper's) (mean)" in out and "Δ epochs to F1 ≥ 0.3 (mean)" in out
     assert "--target-f1 0.3 --baseline 'gradient sgd lr 0.01'" in (tmp_path / "p" / "report.md").read_text()
 
 

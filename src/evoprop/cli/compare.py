@@ -39,7 +39,8 @@ def compare_command(config_file, out, seeds, epochs, device, data_dir, limit_tra
     table.md and table.csv (per arm, mean ± std over seeds of the best test F1, the
     val-selected test F1 and the final test F1, the epochs and seconds to target_f1, the
     seconds per epoch; every arm against the baseline, seed by seed: the mean difference
-    in val-selected test F1 with a t-based 95 % interval and the seeds it won), f1.png (per
+    in val-selected test F1 with a t-based 95 % interval and the seeds it won, and in
+    epochs: how much sooner it converged and reached target_f1), f1.png (per
     arm the mean test F1 over seeds, with a min–max band), loss.png and report.md.
 
     FILE.yaml:

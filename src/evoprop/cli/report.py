@@ -21,7 +21,8 @@ from evoprop.errors import ConfigError
               help="Also the epochs and seconds each method took to first reach test macro-F1 X.")
 @click.option("--baseline", metavar="METHOD",
               help="A method as the table labels it: every other method paired with it seed by seed (mean "
-                   "difference in val-selected test F1 with a t-based 95 % interval, seeds won).")
+                   "difference in val-selected test F1 with a t-based 95 % interval, seeds won; and how many epochs sooner "
+                   "it converged, and reached --target-f1, with the same interval).")
 def report_command(run_dirs, out, title, epochs, each_run, target_f1, baseline) -> None:
     """Compare runs: one row per method (runs differing only in seed are averaged), with figures.
 

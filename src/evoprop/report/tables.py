@@ -25,7 +25,8 @@ Two optional parts, used by ``evoprop compare`` (and open to any caller of :func
 (mean over the seeds that reached it), and ``baseline`` (one of the groups) adds a paired
 comparison with it: per seed the difference in the honest number (val-selected test F1; the
 best test F1 when the runs have no validation split), its mean with a t-based 95 %
-interval, and the seeds won (:mod:`evoprop.report.stats`).
+interval, and the seeds won (:mod:`evoprop.report.stats`); and the same in epochs, for the
+paper's convergence epoch and, with a target, the epochs to reach it (how much sooner).
 """
 
 from __future__ import annotations
@@ -62,9 +63,13 @@ CSV_COLUMNS = (
 #: Appended to table.csv when a target F1 is given.
 TARGET_COLUMNS = ("final_test_f1_std", "seconds_per_epoch_std", "target_f1", "epochs_to_target",
                   "epochs_to_target_std", "seconds_to_target", "seconds_to_target_std", "reached_target")
+#: How much sooner a row converges than the baseline, seed by seed, for the paper's convergence epoch
+#: (``best_epoch``) and, with a target, for ``epochs_to_target``: ``best_epoch_diff`` etc. in table.csv.
+PAIRED_EPOCH_PARTS = ("diff", "ci_low", "ci_high", "sooner", "later", "paired")
 #: Appended to table.csv when a baseline is given.
 PAIRED_COLUMNS = ("baseline", "paired_metric", "diff_vs_baseline", "diff_ci_low", "diff_ci_high", "seeds_won",
-                  "seeds_lost", "seeds_paired", "per_seed_diff")
+                  "seeds_lost", "seeds_paired", "per_seed_diff",
+                  *(f"{k}_{c}" for k in ("best_epoch", "epochs_to_target") for c in PAIRED_EPOCH_PARTS))
 
 
 @dataclass(frozen=True)
@@ -360,6 +365,19 @@ def _per_seed(group: Group, key: str) -> dict[int, float | None]:
     return out
 
 
+def _per_seed_target(group: Group, target_f1: float) -> dict[int, int | None]:
+    out: dict[int, int | None] = {}
+    for r in group.records:
+        out.setdefault(r.seed, time_to_target(r.history, target_f1)["epochs_to_target"])
+    return out
+
+
+def _paired_epochs(key: str, arm: dict[int, Any], base: dict[int, Any]) -> dict[str, Any]:
+    """Arm − baseline in epochs over the seeds where both have a number (fewer epochs: sooner)."""
+    p = paired_difference(arm, base)
+    return dict(zip((f"{key}_{c}" for c in PAIRED_EPOCH_PARTS), (p.mean, p.low, p.high, p.lost, p.won, p.n)))
+
+
 def _target_values(recs: list[RunRecord], target_f1: float) -> dict[str, Any]:
     reached = [time_to_target(r.history, target_f1) for r in recs]
     epochs, epochs_sd = mean_std([t["epochs_to_target"] for t in reached])
@@ -369,10 +387,14 @@ def _target_values(recs: list[RunRecord], target_f1: float) -> dict[str, Any]:
             "reached_target": sum(t["epochs_to_target"] is not None for t in reached)}
 
 
-def _paired_values(group: Group, baseline: Group, metric: str) -> dict[str, Any]:
+def _paired_values(group: Group, baseline: Group, metric: str, target_f1: float | None) -> dict[str, Any]:
     values: dict[str, Any] = {"baseline": baseline.label, "paired_metric": metric}
     if group is baseline:
         return values
+    values.update(_paired_epochs("best_epoch", _per_seed(group, "best_epoch"), _per_seed(baseline, "best_epoch")))
+    if target_f1 is not None:
+        values.update(_paired_epochs("epochs_to_target", _per_seed_target(group, target_f1),
+                                     _per_seed_target(baseline, target_f1)))
     p = paired_difference(_per_seed(group, metric), _per_seed(baseline, metric))
     values.update({"diff_vs_baseline": p.mean, "diff_ci_low": p.low, "diff_ci_high": p.high, "seeds_won": p.won,
                    "seeds_lost": p.lost, "seeds_paired": p.n,
@@ -437,7 +459,7 @@ def table_rows(groups: list[Group], *, target_f1: float | None = None,
         if target_f1 is not None:
             values.update(_target_values(recs, target_f1))
         if baseline is not None:
-            values.update(_paired_values(g, baseline, metric))
+            values.update(_paired_values(g, baseline, metric, target_f1))
         rows.append(TableRow(method=g.label, values=values))
     return rows
 
@@ -527,6 +549,31 @@ def paired_table(rows: list[TableRow]) -> str:
         record = "—" if not n else f"{r['seeds_won']} / {n - r['seeds_won'] - r['seeds_lost']} / {r['seeds_lost']}"
         per_seed = ", ".join(item.replace(":", ": ") for item in (r["per_seed_diff"] or "").split(";") if item)
         cells = [r.method, "—" if d is None else f"{d:+.4f}", interval, record, per_seed or "no common seed"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_epochs_table(rows: list[TableRow]) -> str:
+    """Every row against the baseline in epochs: the paper's convergence epoch and, with a target, the epochs to it."""
+    target = next((r["target_f1"] for r in rows if r["target_f1"] is not None), None)
+    parts = [("best_epoch", "convergence epoch (paper's)")]
+    if target is not None:
+        parts.append(("epochs_to_target", f"epochs to F1 ≥ {target:g}"))
+    head = ["method"]
+    for _, name in parts:
+        head += [f"Δ {name} (mean)", "95 % interval", "seeds sooner / same / later"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        if r.method == r["baseline"]:
+            continue
+        cells = [r.method]
+        for key, _ in parts:
+            d, low, n = r[f"{key}_diff"], r[f"{key}_ci_low"], r[f"{key}_paired"] or 0
+            sooner, later = r[f"{key}_sooner"] or 0, r[f"{key}_later"] or 0
+            cells += ["—" if d is None else f"{d:+.1f}",
+                      "—" if low is None else f"[{low:+.1f}, {r[f'{key}_ci_high']:+.1f}]",
+                      (("no common seed" if key == "best_epoch" else "no seed where both reached it") if not n
+                       else f"{sooner} / {n - sooner - later} / {later}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -640,7 +687,11 @@ def markdown_section(rows: list[TableRow], title: str | None = None, epochs: int
         parts.append(f"\n{'#' * (level + 1)} Paired against {base['baseline']}\n\n" + paired_table(rows)
                      + "\nPer seed, the method's number minus the baseline's (same seed: same data split, initial "
                      "weights and mini-batch order); the mean over seeds with the paired Student-t 95 % interval, "
-                     "mean ± t(0.975, n−1)·s/√n (none with one seed); won: seeds where the method is better.\n")
+                     "mean ± t(0.975, n−1)·s/√n (none with one seed); won: seeds where the method is better.\n"
+                     + "\n" + paired_epochs_table(rows)
+                     + "\nThe same in epochs: negative is sooner than the baseline. The convergence epoch is the "
+                     "paper's (the first epoch at the best test F1 over the epochs read), so it moves with the "
+                     "epochs run; the epochs to the target count only the seeds where both reached it.\n")
     return "".join(parts)
 
 
