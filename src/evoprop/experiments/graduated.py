@@ -115,7 +115,7 @@ def compare_schedules(
     planned = []
     for name in names:
         config = resolve_config(schedule_config(base, name))
-        planned.append((name, config, plan_run(out / name, config, hint="choose another --out")))
+        planned.append((name, config, plan_run(out / name, config)))
     for i, (name, config, plan) in enumerate(planned, start=1):
         path = out / name
         echo(f"[{i}/{len(planned)}] {name}: {plan.describe()}")

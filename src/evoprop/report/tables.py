@@ -36,7 +36,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from evoprop.config import TrainConfig, applies, applies_to_method
 from evoprop.errors import ConfigError, EvopropError
@@ -358,23 +358,21 @@ def paired_metric(groups: list[Group]) -> str:
     return "val_selected_test_f1" if honest else "best_test_f1"
 
 
-def _per_seed(group: Group, key: str) -> dict[int, float | None]:
-    out: dict[int, float | None] = {}
+def _per_seed(group: Group, of: Callable[[RunRecord], Any]) -> dict[int, Any]:
+    """``of(run)`` for each seed of the group (one run per seed: :func:`_one_run_per_seed`)."""
+    out: dict[int, Any] = {}
     for r in group.records:
-        out.setdefault(r.seed, r.headline.get(key))
+        out.setdefault(r.seed, of(r))
     return out
 
 
-def _per_seed_target(group: Group, target_f1: float) -> dict[int, int | None]:
-    out: dict[int, int | None] = {}
-    for r in group.records:
-        out.setdefault(r.seed, time_to_target(r.history, target_f1)["epochs_to_target"])
-    return out
+def _headline(key: str) -> Callable[[RunRecord], Any]:
+    return lambda r: r.headline.get(key)
 
 
-def _paired_epochs(key: str, arm: dict[int, Any], base: dict[int, Any]) -> dict[str, Any]:
-    """Arm − baseline in epochs over the seeds where both have a number (fewer epochs: sooner)."""
-    p = paired_difference(arm, base)
+def _paired_epochs(key: str, group: Group, baseline: Group, of: Callable[[RunRecord], Any]) -> dict[str, Any]:
+    """Group − baseline in epochs over the seeds where both have a number (fewer epochs: sooner)."""
+    p = paired_difference(_per_seed(group, of), _per_seed(baseline, of))
     return dict(zip((f"{key}_{c}" for c in PAIRED_EPOCH_PARTS), (p.mean, p.low, p.high, p.lost, p.won, p.n)))
 
 
@@ -391,11 +389,11 @@ def _paired_values(group: Group, baseline: Group, metric: str, target_f1: float 
     values: dict[str, Any] = {"baseline": baseline.label, "paired_metric": metric}
     if group is baseline:
         return values
-    values.update(_paired_epochs("best_epoch", _per_seed(group, "best_epoch"), _per_seed(baseline, "best_epoch")))
+    values.update(_paired_epochs("best_epoch", group, baseline, _headline("best_epoch")))
     if target_f1 is not None:
-        values.update(_paired_epochs("epochs_to_target", _per_seed_target(group, target_f1),
-                                     _per_seed_target(baseline, target_f1)))
-    p = paired_difference(_per_seed(group, metric), _per_seed(baseline, metric))
+        values.update(_paired_epochs("epochs_to_target", group, baseline,
+                                     lambda r: time_to_target(r.history, target_f1)["epochs_to_target"]))
+    p = paired_difference(_per_seed(group, _headline(metric)), _per_seed(baseline, _headline(metric)))
     values.update({"diff_vs_baseline": p.mean, "diff_ci_low": p.low, "diff_ci_high": p.high, "seeds_won": p.won,
                    "seeds_lost": p.lost, "seeds_paired": p.n,
                    "per_seed_diff": ";".join(f"{s}:{d:+.4f}" for s, d in zip(p.seeds, p.diffs))})
