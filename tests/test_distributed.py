@@ -323,11 +323,13 @@ def _records(run: Path) -> tuple[dict, dict]:
 @pytest.mark.slow
 def test_torchrun_es_matches_one_process(tmp_path):
     """`torchrun --nproc-per-node 2 -m evoprop train --method es` completes, rank 0 alone writes and
-    prints, and its metrics equal a single process's with --es-opt slices=2, bit for bit (on the CPU)."""
-    args = ["--method", "es", *_TRAIN]
-    _two(tmp_path, args, "two")
+    prints, and its metrics equal a single process's with --es-opt slices=2, bit for bit (on the CPU);
+    with an L2 term in the fitness, whose ‖θ‖² each rank takes of its own rows."""
+    args = ["--method", "es", *_TRAIN, "--es-weight-decay", "0.001"]
+    done = _two(tmp_path, args, "two")
     summary, config = _records(tmp_path / "two")
     assert summary["world_size"] == 2 == config["world_size"] and summary["status"] == "completed"
+    assert config["es_weight_decay"] == 0.001 == summary["es_weight_decay"] and "L2 0.001" in done.stdout
     assert summary["gradient_parallel"] is None  # no gradient part
     _single(tmp_path, [*args, *_AS_TWO["es"]], "one")
     assert _records(tmp_path / "one")[0]["world_size"] == 1

@@ -18,7 +18,7 @@ from evoprop.train.layer_search import choose_strategy
 def config(data_dir, **overrides):
     base = dict(method="hybrid", dataset="mnist", data_dir=str(data_dir), limit_train=1000, limit_test=500,
                 depth=3, width=24, optimizer="sgd", lr=0.05, batch_size=64, strategy="sep", popsize=40,
-                es_batch_size=128, epochs=2, seed=3, device="cpu")
+                es_batch_size=128, epochs=2, seed=3, device="cpu", es_precision="float32")  # the same on every CPU
     return TrainConfig(**{**base, **overrides})
 
 
@@ -279,3 +279,76 @@ def test_the_es_can_minimise_a_non_differentiable_loss_beside_cross_entropy(data
     assert trainer.search.loss == es_loss
     assert record["train_loss"] > 1  # the gradient part reports cross-entropy (about ln 10 at the start)
     assert f"sep P=40 elitist es-loss {es_loss} + sgd" in summary_line(summary, run)
+
+
+def _separable_batch(mnist):
+    """64 real MNIST 0s and 1s pooled to 4 x 4 pixels: a batch a linear layer separates (its NLL has infimum 0)."""
+    keep = mnist.train.y[:512] < 2
+    return F.avg_pool2d(mnist.train.x[:512][keep], 7)[:64], mnist.train.y[:512][keep][:64]
+
+
+def _regularised_minimiser(x, y, weight_decay):
+    """argmin of NLL + (λ/2)‖θ‖² over a linear layer (convex), by L-BFGS: the point an ES of that fitness must find."""
+    torch.manual_seed(0)
+    model = build_mlp(tuple(x.shape[1:]), 2, depth=1)
+    params = list(model.parameters())
+    opt = torch.optim.LBFGS(params, max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y) + 0.5 * weight_decay * sum((p ** 2).sum() for p in params)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    objective = closure().item()
+    return torch.cat([p.detach().reshape(-1) for p in params]), objective
+
+
+def test_an_l2_term_gives_a_separable_batch_a_finite_optimum_and_the_es_finds_it(mnist):
+    """Without it the ES chases the scale of the logits (σ and ‖θ‖ grow: Table 1's sep row); with
+    weight_decay λ it converges to the minimiser of NLL + (λ/2)‖θ‖², and reports that sum as the fitness."""
+    x, y = _separable_batch(mnist)
+    ends = {}
+    for weight_decay in (0.0, 0.1):
+        torch.manual_seed(0)
+        model = build_mlp(tuple(x.shape[1:]), 2, depth=1)
+        search = LayerSearch(model, strategy="cma", popsize=16, seed=0, write="mean", weight_decay=weight_decay)
+        sigma0 = search.sigma0
+        for _ in range(400):
+            stats = search.step(x, y)
+        ends[weight_decay] = search.strategy.mean, stats, sigma0
+    mean, stats, sigma0 = ends[0.0]
+    assert mean.norm() > 100 and stats["sigma"] > 10 * sigma0 and stats["best"] < 1e-6
+    target, objective = _regularised_minimiser(x, y, 0.1)
+    mean, stats, _ = ends[0.1]
+    assert (mean - target).norm() < 0.01 * target.norm()
+    assert stats["best"] == pytest.approx(objective, rel=1e-4)
+
+
+def test_the_l2_term_is_in_every_fitness_the_search_compares(mnist):
+    """The written best's reported fitness is its NLL plus (λ/2)‖θ‖², and so are both sides of elitist's test."""
+    x, y = mnist.train.x[:128], mnist.train.y[:128]
+    xa, ya = mnist.train.x[128:640], mnist.train.y[128:640]
+    for combine in ("paper", "elitist"):
+        torch.manual_seed(0)
+        model = build_mlp((1, 28, 28), 10, depth=2, width=16)
+        search = LayerSearch(model, layers=[0], strategy="sep", popsize=12, seed=0, combine=combine,
+                             weight_decay=0.01)
+        incumbent = search.evaluator.get_vector()
+        stats = search.step(x, y, accept=(xa, ya))
+        written = search.evaluator.get_vector()
+        penalty = 0.005 * float(written.square().sum())
+        with torch.no_grad():
+            if combine == "paper":
+                assert stats["best"] == pytest.approx(F.cross_entropy(model(x), y).item() + penalty, rel=1e-5)
+            else:
+                search.evaluator.set_vector(incumbent)
+                expected = F.cross_entropy(model(xa), ya).item() + 0.005 * float(incumbent.square().sum())
+                assert stats["accept_incumbent_loss"] == pytest.approx(expected, rel=1e-6)
+                assert stats["incumbent"] == pytest.approx(
+                    float(search.evaluator(incumbent.unsqueeze(0), x, y)[0]) + 0.005 * float(incumbent.square().sum()),
+                    rel=1e-5)
+    with pytest.raises(ConfigError, match="weight_decay"):
+        LayerSearch(build_mlp((1, 28, 28), 10, depth=1), strategy="sep", popsize=4, weight_decay=-1.0)

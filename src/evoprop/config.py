@@ -104,6 +104,8 @@ MAX_SEED = 2**32 - 1
 MAX_DEPTH = 1000
 #: Initial weights lie in about ±1; a step size beyond 1e3 samples networks whose every unit saturates.
 MAX_SIGMA0 = 1e3
+#: An ES fitness's L2 coefficient: beyond 1e3 the penalty outweighs any data loss at the initial weights.
+MAX_ES_WEIGHT_DECAY = 1e3
 #: A million generations per epoch is days of work at the fastest; more is a typo, not an experiment.
 MAX_GENERATIONS_PER_EPOCH = 10**6
 
@@ -320,6 +322,12 @@ class TrainConfig:
         "nll", group="evolution", applies_to=ES_METHODS, choices=ES_LOSS_NAMES,
         help="What the ES minimises on its mini-batch (hybrid, es): nll (cross-entropy), error (1 - accuracy) or f1 "
              "(1 - macro-F1), computed for all candidates at once; the gradient optimizer keeps cross-entropy.")
+    es_weight_decay: float = setting(
+        0.0, group="evolution", applies_to=ES_METHODS, low=0, high=MAX_ES_WEIGHT_DECAY,
+        why="a larger penalty outweighs any data loss at the initial weights",
+        help="L2 term of the ES fitness (hybrid, es): each candidate scores its mini-batch loss + (lambda/2)||theta||^2 "
+             "over the searched parameters, so a mini-batch the searched layer separates stops rewarding ever larger "
+             "weights; the acceptance test of elitist and inject compares the same sum. 0: none (the paper's).")
     es_write: str | None = setting(
         None, group="evolution", applies_to=ES_METHODS, choices=ES_WRITE,
         default_text="hybrid best (the paper), es mean",

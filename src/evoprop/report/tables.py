@@ -214,6 +214,8 @@ def es_options(config: dict) -> str:
         parts.append(f"combine {combine}")
     if config.get("es_loss") not in (None, "nll"):
         parts.append(f"ES loss {config.get('es_loss')}")
+    if config.get("es_weight_decay"):
+        parts.append(f"ES fitness + L2 {config.get('es_weight_decay'):g}")
     return ", ".join(parts)
 
 

@@ -108,6 +108,7 @@ def build_run(config: TrainConfig, *, progress: bool = False) -> tuple[Trainer, 
         combine=config.combine,
         sync_mean=config.sync_mean,
         loss=config.es_loss,
+        weight_decay=config.es_weight_decay,
         max_memory=parse_bytes(config.max_memory) if config.max_memory is not None else None,
         precision=config.es_precision,
         **config.strategy_options,
@@ -243,7 +244,8 @@ def _load_checkpoint(run: RunDir, trainer: Trainer) -> None:
 def _static_summary(config: TrainConfig, trainer: Trainer) -> dict:
     data = trainer.data
     method_only = {name: getattr(config, name) if applies_to_method(name, config.method) else None
-                   for name in ("optimizer", "lr", "strategy", "popsize", "combine", "es_loss", "es_precision")}
+                   for name in ("optimizer", "lr", "strategy", "popsize", "combine", "es_loss", "es_weight_decay",
+                                 "es_precision")}
     return {
         "method": config.method,
         "dataset": config.dataset,

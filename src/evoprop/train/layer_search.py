@@ -115,7 +115,11 @@ class LayerSearch:
     written into the model stay float32 either way. ``loss`` is what the ES minimises on its
     mini-batch (and the acceptance test compares): ``"nll"`` (cross-entropy), ``"error"``
     (1 − accuracy) or ``"f1"`` (1 − macro-F1), see :mod:`evoprop.population.losses`; a
-    gradient optimizer beside it keeps its own (differentiable) loss.
+    gradient optimizer beside it keeps its own (differentiable) loss. ``weight_decay`` λ adds
+    (λ/2)‖θ‖² of the searched parameters to each candidate's loss (and to both sides of the
+    acceptance test): the fitness of a mini-batch the searched layer separates then has a finite
+    minimiser instead of its infimum at ‖θ‖ → ∞, which the step-size control would chase (ES with
+    an L2 term: Salimans et al. 2017, arXiv:1703.03864, their "L2 coefficient").
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class LayerSearch:
         combine: str = "paper",
         sync_mean: bool = False,
         loss: str = "nll",
+        weight_decay: float = 0.0,
         max_memory: int | None = None,
         precision: str = "auto",
         distributed: bool | None = None,
@@ -139,6 +144,8 @@ class LayerSearch:
     ):
         if write not in WRITE_MODES:
             raise ConfigError(f"unknown write mode '{write}'; valid: {', '.join(WRITE_MODES)}")
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
         self.evaluator = PopulationEvaluator(model, None if params is not None else layers, params,
                                              max_memory=max_memory, precision=precision)
         x0 = self.evaluator.get_vector()
@@ -157,6 +164,7 @@ class LayerSearch:
         # nll: the evaluator's own batched cross-entropy (None); error, f1: vmapped over candidates
         self.loss = loss
         self._loss_fn = None if loss == "nll" else es_loss(loss)
+        self.weight_decay = float(weight_decay)
         self._population: torch.Tensor | None = None  # reused by every ask(): see Strategy.ask
 
     @property
@@ -191,6 +199,8 @@ class LayerSearch:
             self.strategy.inject(incumbent)
         candidates = self.strategy.ask(out=self._population_buffer())  # this process's rows
         losses = sharded.evaluate(self.strategy, self.evaluator, candidates, inputs, targets, loss_fn)  # all P
+        if self.weight_decay:
+            losses = losses + self._penalty(sharded.squared_norms(self.strategy, candidates))
         finite = torch.isfinite(losses)
         if not finite.any():
             raise TrainingDiverged(
@@ -213,8 +223,8 @@ class LayerSearch:
             challenger = self.strategy.mean
         xa, ya = accept if accept is not None else (inputs, targets)
         loss_fn = loss_fn or F.cross_entropy
-        incumbent_loss = self._model_loss(incumbent, xa, ya, loss_fn)
-        challenger_loss = self._model_loss(challenger, xa, ya, loss_fn)
+        incumbent_loss = self._model_loss(incumbent, xa, ya, loss_fn) + self._penalty_of(incumbent)
+        challenger_loss = self._model_loss(challenger, xa, ya, loss_fn) + self._penalty_of(challenger)
         accepted = challenger_loss < incumbent_loss
         if not accepted:
             self.evaluator.set_vector(incumbent)
@@ -222,6 +232,13 @@ class LayerSearch:
         return {"best": float(losses[best]), "median": float(ranked.median()), "sigma": float(self.strategy.sigma),
                 "incumbent": float(losses[0]), "accepted": accepted,
                 "accept_incumbent_loss": incumbent_loss, "accept_challenger_loss": challenger_loss}
+
+    def _penalty(self, squared_norm: torch.Tensor) -> torch.Tensor:
+        """The fitness's L2 term, (λ/2)‖θ‖², from ‖θ‖²."""
+        return 0.5 * self.weight_decay * squared_norm
+
+    def _penalty_of(self, vector: torch.Tensor) -> float:
+        return float(self._penalty(vector.float().square().sum())) if self.weight_decay else 0.0
 
     def _model_loss(self, vector: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn) -> float:
         """``loss_fn`` of the model itself (float32, its own forward, eval mode as the evaluator's) with

@@ -17,7 +17,7 @@ and therefore its whole run, equal the distributed run's bit for bit (on the CPU
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -54,19 +54,29 @@ def _sliced(strategy) -> bool:
     return getattr(strategy, "slices", 1) > 1
 
 
-def evaluate(strategy, evaluator, candidates: torch.Tensor, inputs, targets, loss_fn) -> torch.Tensor:
-    """The losses of the whole population (P,), given this process's rows ``candidates``.
+def per_row(strategy, candidates: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn`` of the whole population (P,), given this process's rows ``candidates`` (``fn``: rows -> one
+    float32 value per row).
 
-    Drawn in slices, the rows are evaluated slice by slice (whether one process holds them all or
-    each holds its own), each from aligned memory (:func:`evoprop.es.slices.aligned`), so every loss
-    is computed on the same shapes and alignment either way."""
+    Drawn in slices, the rows go to ``fn`` slice by slice (whether one process holds them all or each
+    holds its own), each from aligned memory (:func:`evoprop.es.slices.aligned`), so every value is
+    computed on the same shapes and alignment either way."""
     if not _sliced(strategy):
-        return evaluator(candidates, inputs, targets, loss_fn)
+        return fn(candidates)
     rows = strategy.slice_rows()
     start = rows[0][0]
-    local = torch.cat([evaluator(aligned(candidates[a - start:b - start]), inputs, targets, loss_fn)
-                       for a, b in rows])
+    local = torch.cat([fn(aligned(candidates[a - start:b - start])) for a, b in rows])
     return dist.all_gather_losses(local, strategy.rows_per_process()) if strategy.sharded else local
+
+
+def evaluate(strategy, evaluator, candidates: torch.Tensor, inputs, targets, loss_fn) -> torch.Tensor:
+    """The losses of the whole population (P,), given this process's rows ``candidates``."""
+    return per_row(strategy, candidates, lambda rows: evaluator(rows, inputs, targets, loss_fn))
+
+
+def squared_norms(strategy, candidates: torch.Tensor) -> torch.Tensor:
+    """‖θ_k‖² of every candidate of the whole population (P,), float32, given this process's rows."""
+    return per_row(strategy, candidates, lambda rows: rows.float().square().sum(dim=1))
 
 
 def row(strategy, candidates: torch.Tensor, i: int) -> torch.Tensor:
