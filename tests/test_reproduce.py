@@ -175,8 +175,9 @@ def test_every_table_and_row_of_the_paper_is_there():
     assert list(TABLES) == ["table1", "table2", "table3", "table4"]
     assert len(get_tables("all")) == 4 and get_tables("3") == [TABLES["table3"]]
     expected = {
-        "table1": {"cma-es": (0.918, 32), "cma-es-csa": (0.918, 32), "cma-es-sep": (0.918, 32), "adam": (0.924, 19),
-                   "sgd-0.001": (0.907, None), "sgd-0.01": (0.922, 749)},
+        "table1": {"cma-es": (0.918, 32), "cma-es-csa": (0.918, 32), "cma-es-sep": (0.918, 32),
+                   "cma-es-sep-l2": (0.918, 32), "adam": (0.924, 19), "sgd-0.001": (0.907, None),
+                   "sgd-0.01": (0.922, 749)},
         "table2": {"cma-es": (0.317, 33), "cma-es-csa": (0.317, 33), "cma-es-sep": (0.317, 33), "adam": (0.299, 63),
                    "sgd-0.001": (0.312, 223), "sgd-0.01": (0.311, 64)},
         "table3": {"hybrid-sgd": (0.982, 10), "hybrid-sgd-elitist": (None, None), "hybrid-sgd-inject": (None, None),
@@ -210,7 +211,10 @@ def test_every_table_and_row_of_the_paper_is_there():
     ("table1", "cma-es-csa", dict(method="es", strategy="paper", strategy_options={"faithful": False}, popsize=5000,
                                   es_batch_size=256, generations_per_epoch=None)),
     ("table1", "cma-es-sep", dict(method="es", strategy="sep", strategy_options={}, popsize=5000,
-                                  es_batch_size=256, generations_per_epoch=None)),
+                                  es_batch_size=256, generations_per_epoch=None, es_weight_decay=0.0)),
+    # beside it (not the minimal correction): the same with an L2 term in the fitness, λ chosen on validation
+    ("table1", "cma-es-sep-l2", dict(method="es", strategy="sep", strategy_options={}, popsize=5000,
+                                     es_batch_size=256, generations_per_epoch=None, es_weight_decay=1e-4)),
     ("table2", "cma-es-csa", dict(dataset="cifar10-gray", strategy="paper", strategy_options={"faithful": False},
                                   popsize=4000, generations_per_epoch=None)),
     ("table2", "cma-es-sep", dict(dataset="cifar10-gray", strategy="sep", popsize=4000, generations_per_epoch=None)),
@@ -248,7 +252,9 @@ def test_dry_run_lists_the_corrected_and_rule_rows_with_their_settings(capsys, t
     assert "table1 cma-es: CMA-ES (as printed): es paper P=5000, 1 gen/epoch\n" in out
     assert "table1 cma-es-csa: CMA-ES (CSA, 1 epoch = 1 pass): es paper P=5000, one pass/epoch, faithful=False\n" in out
     assert "table1 cma-es-sep: sep-CMA-ES (1 epoch = 1 pass): es sep P=5000, one pass/epoch\n" in out
-    assert "[18/18] table1 sgd-0.01 seed 2: new run, 1000 epochs" in out and "18000 epochs to run" in out
+    assert ("table1 cma-es-sep-l2: sep-CMA-ES + L2 0.0001 (1 epoch = 1 pass): es sep P=5000, one pass/epoch, "
+            "ES fitness + L2 0.0001\n") in out
+    assert "[21/21] table1 sgd-0.01 seed 2: new run, 1000 epochs" in out and "21000 epochs to run" in out
     assert main(["reproduce", "table4", "--epochs", "200", "--out", str(tmp_path), "--dry-run"]) == 0
     out, _ = capsys.readouterr()
     assert "table4 hybrid-sgd: hybrid (SGD): hybrid auto P=800 + sgd lr 0.01\n" in out
@@ -264,7 +270,7 @@ def _metrics(run):
 @pytest.mark.slow
 def test_the_corrected_cma_es_row_learns_where_the_printed_one_stalls(data_dir, tmp_path):
     # 1,024 training images: 4 ES mini-batches of 256, so the corrected row makes 4 generations per epoch
-    [result] = reproduce("table1", tmp_path, epochs=3, rows=["cma-es", "cma-es-sep"], data_dir=data_dir,
+    [result] = reproduce("table1", tmp_path, epochs=3, rows=["cma-es", "cma-es-sep", "cma-es-sep-l2"], data_dir=data_dir,
                          limit_train=1024, limit_test=500, overrides={"popsize": 20}, echo=quiet)
     printed, corrected = (_metrics(tmp_path / "table1" / row / "seed0") for row in ("cma-es", "cma-es-sep"))
     assert [m["generations"] for m in printed] == [1, 2, 3] and [m["generations"] for m in corrected] == [4, 8, 12]
@@ -278,6 +284,7 @@ def test_the_corrected_cma_es_row_learns_where_the_printed_one_stalls(data_dir, 
     assert corrected[2]["test_f1"] > corrected[0]["test_f1"] + 0.05
     rows = {r["row_id"]: r for r in read_csv(result.files["table_csv"])}
     assert rows["cma-es-sep"]["es_options"] == "one pass/epoch" and rows["cma-es"]["es_options"] == "1 gen/epoch"
+    assert rows["cma-es-sep-l2"]["es_options"] == "one pass/epoch, ES fitness + L2 0.0001"
     assert "sep P=20 (one pass/epoch)" in result.files["table_md"].read_text()
 
 
@@ -309,7 +316,7 @@ def test_options_change_every_row_and_the_layout_is_stable(tmp_path):
     (dict(table="table9"), "unknown table 'table9'; valid: table1, table2, table3, table4, all"),
     (dict(table="table4", rows=["hybrid-adam"]),
      "unknown row 'hybrid-adam' for table4; valid: hybrid-sgd, hybrid-sgd-elitist, hybrid-sgd-inject, adam"),
-    (dict(table="all", rows=["nosuch"]), "unknown row 'nosuch' for the tables; valid: cma-es, cma-es-csa, cma-es-sep, adam"),
+    (dict(table="all", rows=["nosuch"]), "unknown row 'nosuch' for the tables; valid: cma-es, cma-es-csa, cma-es-sep, cma-es-sep-l2, adam"),
     (dict(table="table1", epochs=0), "epochs must be a positive integer"),
     (dict(table="table1", seeds=0), "seeds must be a positive integer"),
     (dict(table="table1", init="nosuch"), "unknown init 'nosuch'"),

@@ -57,8 +57,9 @@ def reproduce_command(table, epochs, rows, out, seed, seeds, device, init, data_
     Tables: table1 MNIST 1 layer; table2 CIFAR-10 gray 1 layer; table3 MNIST 10 layers;
     table4 CIFAR-10 gray 10 layers. Beside the paper's rows: in tables 1-2 the CMA-ES
     corrected (cma-es-csa: standard step-size control, an epoch = one pass over the
-    training data; cma-es-sep: the same with separable CMA-ES, the row that fits a CPU),
-    the printed one being cma-es; in tables 3-4 each hybrid row with the combination
+    training data; cma-es-sep: the same with separable CMA-ES, the row that fits a CPU;
+    in table1 also cma-es-sep-l2, that row with an L2 term in its fitness), the printed
+    one being cma-es; in tables 3-4 each hybrid row with the combination
     rules elitist and inject (hybrid-sgd-elitist, ...). Every row is paired seed by seed
     with sgd-0.01 in table.md.
 

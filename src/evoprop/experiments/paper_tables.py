@@ -36,6 +36,10 @@ class ReadingNote:
         return self.table is None or self.table == table.number
 
 
+#: The L2 coefficient of the fitness of Table 1's ``cma-es-sep-l2`` row: the best validation macro-F1 over 5
+#: passes of seed 0 among {1e-4, 1e-3, 1e-2} (examples/table1-sep-l2.yaml; RESULTS.md, issue 17).
+SEP_L2 = 1e-4
+
 #: How we read the paper where it is silent or ambiguous, in the order the reports list it.
 READING_NOTES: tuple[ReadingNote, ...] = (
     ReadingNote(
@@ -61,6 +65,13 @@ READING_NOTES: tuple[ReadingNote, ...] = (
         'one thread of that CPU, 4–5 min per pass). `lmma` would fit too; sep is the strategy `auto` resolves to in the hybrid rows, so '
         "the ES-only and hybrid rows search with one strategy. Both carry the paper's F1 and epoch beside "
         'them: they are our reading of the row the paper printed.'),
+    ReadingNote(
+        "**The L2 row (Table 1)** `cma-es-sep-l2` is `cma-es-sep` with an L2 term in its fitness, the batch NLL "
+        "+ (λ/2)‖θ‖² (`es_weight_decay`): every 256-image ES batch is separable by the layer, so the NLL alone "
+        "rewards ever larger weights and σ grows ~2.3× per pass. λ = " + f"{SEP_L2:g}" + " was chosen on the "
+        "validation split alone, from {1e-4, 1e-3, 1e-2} after 5 passes of seed 0 "
+        "(`evoprop compare --config examples/table1-sep-l2.yaml`), by a protocol fixed in RESULTS.md before it "
+        "ran. It is not the issue's minimal correction and stands beside that row, not in its place.", table=1),
     ReadingNote(
         "**The hybrid rows (Tables 3, 4)** keep `strategy: auto`. The paper's full-covariance CMA-ES at d = "
         '157,000 (MNIST) or 205,000 (CIFAR) would need ~200 GB for its covariance alone, so `auto` resolves '
@@ -237,6 +248,8 @@ TABLES: dict[str, PaperTable] = {
         settings={"dataset": "mnist", "depth": 1, "width": 200},
         rows=(
             *_cma_es_rows(5000, 0.918, 32),
+            PaperRow("cma-es-sep-l2", f"sep-CMA-ES + L2 {SEP_L2:g} (1 epoch = 1 pass)",
+                     {**_es_corrected(5000, "sep"), "es_weight_decay": SEP_L2}, 0.918, 32),
             PaperRow("adam", "Adam", _gradient("adam", 0.001, 256), 0.924, 19),
             PaperRow("sgd-0.001", "SGD lr 0.001", _gradient("sgd", 0.001, 256), 0.907, None),
             PaperRow("sgd-0.01", "SGD lr 0.01", _gradient("sgd", 0.01, 256), 0.922, 749),
