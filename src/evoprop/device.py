@@ -90,7 +90,7 @@ _BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 def parse_bytes(value: str | int) -> int:
     """'512M' / '2G' / '1.5GB' / 1048576 -> bytes (binary units); at least 1 byte, at most 2^62."""
     if isinstance(value, int) and not isinstance(value, bool):
-        size = float(value) if abs(value) <= MAX_COUNT else (math.inf if value > 0 else -math.inf)  # no float() overflow
+        size = float(value) if 0 <= value <= MAX_COUNT else -1.0  # refused below, with no float() of a huge int
     else:
         text = str(value).strip().upper().removesuffix("B").removesuffix("I")
         number, unit = (text[:-1], text[-1]) if text and text[-1] in _BYTE_UNITS else (text, "")

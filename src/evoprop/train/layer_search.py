@@ -200,7 +200,7 @@ class LayerSearch:
         candidates = self.strategy.ask(out=self._population_buffer())  # this process's rows
         losses = sharded.evaluate(self.strategy, self.evaluator, candidates, inputs, targets, loss_fn)  # all P
         if self.weight_decay:
-            losses = losses + self._penalty(sharded.squared_norms(self.strategy, candidates))
+            losses = losses + sharded.per_row(self.strategy, candidates, self._penalty)  # all P, as the losses
         finite = torch.isfinite(losses)
         if not finite.any():
             raise TrainingDiverged(
@@ -223,8 +223,8 @@ class LayerSearch:
             challenger = self.strategy.mean
         xa, ya = accept if accept is not None else (inputs, targets)
         loss_fn = loss_fn or F.cross_entropy
-        incumbent_loss = self._model_loss(incumbent, xa, ya, loss_fn) + self._penalty_of(incumbent)
-        challenger_loss = self._model_loss(challenger, xa, ya, loss_fn) + self._penalty_of(challenger)
+        incumbent_loss = self._model_loss(incumbent, xa, ya, loss_fn) + float(self._penalty(incumbent))
+        challenger_loss = self._model_loss(challenger, xa, ya, loss_fn) + float(self._penalty(challenger))
         accepted = challenger_loss < incumbent_loss
         if not accepted:
             self.evaluator.set_vector(incumbent)
@@ -233,12 +233,9 @@ class LayerSearch:
                 "incumbent": float(losses[0]), "accepted": accepted,
                 "accept_incumbent_loss": incumbent_loss, "accept_challenger_loss": challenger_loss}
 
-    def _penalty(self, squared_norm: torch.Tensor) -> torch.Tensor:
-        """The fitness's L2 term, (λ/2)‖θ‖², from ‖θ‖²."""
-        return 0.5 * self.weight_decay * squared_norm
-
-    def _penalty_of(self, vector: torch.Tensor) -> float:
-        return float(self._penalty(vector.float().square().sum())) if self.weight_decay else 0.0
+    def _penalty(self, rows: torch.Tensor) -> torch.Tensor:
+        """The fitness's L2 term (λ/2)‖θ‖² of each row of ``rows`` (or of one vector), float32."""
+        return 0.5 * self.weight_decay * rows.float().square().sum(dim=-1)
 
     def _model_loss(self, vector: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn) -> float:
         """``loss_fn`` of the model itself (float32, its own forward, eval mode as the evaluator's) with

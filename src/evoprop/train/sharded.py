@@ -74,11 +74,6 @@ def evaluate(strategy, evaluator, candidates: torch.Tensor, inputs, targets, los
     return per_row(strategy, candidates, lambda rows: evaluator(rows, inputs, targets, loss_fn))
 
 
-def squared_norms(strategy, candidates: torch.Tensor) -> torch.Tensor:
-    """‖θ_k‖² of every candidate of the whole population (P,), float32, given this process's rows."""
-    return per_row(strategy, candidates, lambda rows: rows.float().square().sum(dim=1))
-
-
 def row(strategy, candidates: torch.Tensor, i: int) -> torch.Tensor:
     """Row ``i`` of the whole population (a copy), on every process."""
     if hasattr(strategy, "population_row"):
