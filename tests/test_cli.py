@@ -48,6 +48,16 @@ def test_resume_extends_a_run(capsys, data_dir, tmp_path):
     assert "resuming" in err and "2 epochs" in out
 
 
+def test_resume_without_a_checkpoint_refuses_and_keeps_the_epochs(capsys, data_dir, tmp_path):
+    common = ["--data-dir", str(data_dir), "--limit-train", "500", "--limit-test", "200", "--no-progress"]
+    assert run_cli(capsys, "train", *common, "--epochs", "1", "--out", str(tmp_path / "r"))[0] == 0
+    (tmp_path / "r" / "checkpoint.pt").unlink()
+    kept = (tmp_path / "r" / "metrics.jsonl").read_text()
+    status, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "r"), "--epochs", "2", "--no-progress")
+    assert status == 1 and len(err.strip().splitlines()) == 1 and "no checkpoint.pt" in err
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == kept
+
+
 def test_help_explains_every_option(capsys):
     status, out, _ = run_cli(capsys, "train", "--help")
     assert status == 0

@@ -132,6 +132,23 @@ def test_a_repeated_seed_is_counted_once_and_named(runs, tmp_path):
     assert row["runs"] == 2 and row["seeds"] == "0;1" and row["best_test_f1_std"] is not None
 
 
+def test_an_interrupted_run_without_its_checkpoint_is_not_offered_to_continue(runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "seed0"
+    shutil.copytree(runs / "repro" / "table1" / "sgd-0.01" / "seed0", copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    build_report([copy], tmp_path / "with")
+    md = (tmp_path / "with" / "table.md").read_text()
+    assert "interrupted after 2 epoch(s) (to continue: the same 'evoprop reproduce'" in md
+    (copy / "checkpoint.pt").unlink()
+    build_report([copy], tmp_path / "without")
+    md = (tmp_path / "without" / "table.md").read_text()
+    assert "stopped without a checkpoint after 2 epoch(s)" in md and "cannot be continued, only rerun" in md
+    assert "to continue" not in md
+
+
 @pytest.mark.slow
 def test_a_resnet_run_is_labelled_by_its_network(runs, tmp_path, data_dir):
     resnet = tmp_path / "resnet"

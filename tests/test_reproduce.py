@@ -149,6 +149,26 @@ def test_an_interrupted_row_resumes(data_dir, tmp_path):
     assert len(json.loads((p.path / "reproduction.json").read_text())["sessions"]) == 2
 
 
+def test_a_row_without_its_checkpoint_is_not_started_over(data_dir, tmp_path):
+    """Run data kept without checkpoint.pt (as committed results are): extending or resuming it would start
+    again from epoch 1 over the epochs recorded, so the plan refuses, before anything runs, in one line."""
+    common = dict(rows=["sgd-0.01"], data_dir=data_dir, limit_train=500, limit_test=200)
+    reproduce("table1", tmp_path, epochs=1, echo=quiet, **common)
+    seed0 = tmp_path / "table1" / "sgd-0.01" / "seed0"
+    (seed0 / "checkpoint.pt").unlink()
+    kept = (seed0 / "metrics.jsonl").read_text()
+    assert [p.action for p in plan("table1", tmp_path, epochs=1, **common)] == ["skip"]  # reading needs no checkpoint
+    for action, summary in (("extend", None), ("resume", {"status": "interrupted"})):
+        if summary:
+            data = json.loads((seed0 / "summary.json").read_text())
+            (seed0 / "summary.json").write_text(json.dumps({**data, **summary}))
+        with pytest.raises(EvopropError, match="records 1 epoch.*no checkpoint.pt, so it cannot be continued"):
+            plan("table1", tmp_path, epochs=2, **common)
+        with pytest.raises(EvopropError, match="cannot be continued"):
+            reproduce("table1", tmp_path, epochs=2, echo=quiet, **common)
+        assert (seed0 / "metrics.jsonl").read_text() == kept, action
+
+
 @pytest.mark.slow
 def test_seeds_give_mean_and_sample_std_with_an_overall_bar(data_dir, tmp_path, capsys):
     [result] = reproduce("table1", tmp_path, epochs=1, rows=["sgd-0.01"], seed=3, seeds=2, data_dir=data_dir,

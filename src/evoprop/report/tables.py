@@ -46,6 +46,10 @@ from evoprop.models import model_tag
 from evoprop.runs.labels import method_label
 from evoprop.runs.rundir import CONFIG, METRICS, RunDir, find_runs, is_run
 
+#: The status of an interrupted run whose checkpoint.pt is not there (e.g. run data committed without it):
+#: readable, but not continuable (:meth:`RunDir.check_continuable`).
+NO_CHECKPOINT = "stopped without a checkpoint"
+
 #: Settings that do not change what a run computes (or only name where it runs), or that differ between
 #: the runs of one method (seed, epochs, the resolved sigma0): runs differing only in these are the same
 #: method. From each field's metadata (``affects_results``, ``identifies_method``).
@@ -178,6 +182,8 @@ def load_run(path: str | Path, max_epochs: int | None = None) -> RunRecord:
         history = history[:max_epochs]
     status = run.status(summary) if summary else ("interrupted" if total else "not started")
     status = status if isinstance(status, str) else "unknown"
+    if status == "interrupted" and total and not run.has_checkpoint():
+        status = NO_CHECKPOINT
     if max_epochs is not None and total > max_epochs:
         status = "completed"  # the window read is complete, whatever came after it
     headline = summarize(history)
@@ -627,6 +633,8 @@ def table_notes(rows: list[TableRow], epochs: int | None = None) -> list[str]:
         if bad:
             notes.append(f"{r.method}: {', '.join(bad)} after {r['epochs']} epoch(s)"
                          + (" (a diverged run stops at its last finite epoch)" if "diverged" in bad else
+                            " (its checkpoint.pt is not kept with it, so it cannot be continued, only rerun)"
+                            if set(bad) == {NO_CHECKPOINT} else
                             " (to continue: the same 'evoprop reproduce' or 'evoprop compare' command again)"
                             if r["row_id"] else
                             " (to continue: 'evoprop train --resume RUN_DIR')"))

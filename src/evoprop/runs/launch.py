@@ -170,6 +170,7 @@ def run_training(
         if owner is not None:
             raise EvopropError(f"{run.path} is being trained now by process {owner['pid']} on {owner['host']}; "
                                "wait for it to finish or stop it before resuming")
+        run.check_continuable()
     config = run.read_config() if run is not None else (config or TrainConfig())
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)

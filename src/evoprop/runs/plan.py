@@ -12,6 +12,8 @@ stopped. What happens to a run directory, decided before anything runs (:func:`p
   completed epoch (``resume``);
 * diverged (NaN/inf loss): kept as it is and shown as diverged (resuming it would repeat
   the divergence);
+* epochs recorded without checkpoint.pt (run data copied without it): an error, since continuing
+  would start again from epoch 1 over the epochs recorded;
 * settings that differ from the requested ones (e.g. another ``--init``): an error, before
   anything runs, naming the setting.
 """
@@ -89,6 +91,8 @@ def plan_run(path: str | Path, config: TrainConfig, hint: str = "give another --
         action = "extend"
     else:
         action = "resume"
+    if action in ("extend", "resume"):
+        run.check_continuable()
     return RunPlan(path, config, action, done, epochs)
 
 

@@ -259,6 +259,18 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.exists()
 
+    def check_continuable(self) -> None:
+        """Raise unless the run can go on from where it stands.
+
+        Epochs recorded without checkpoint.pt (run data copied without it, or the file deleted) cannot be
+        continued: training would start again from epoch 1 and overwrite the epochs recorded.
+        """
+        recorded = [] if self.has_checkpoint() else self.read_metrics()
+        if recorded:
+            raise EvopropError(f"{self.path} records {len(recorded)} epoch(s) but has no {CHECKPOINT}, so "
+                               "it cannot be continued; 'evoprop report' still reads it: move it elsewhere to rerun "
+                               "the run from epoch 1")
+
     def load_checkpoint(self, map_location=None) -> dict[str, Any]:
         try:
             state = torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
