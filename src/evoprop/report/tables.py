@@ -631,7 +631,7 @@ def table_notes(rows: list[TableRow], epochs: int | None = None) -> list[str]:
     for r in rows:
         bad = [s for s in r["status"].split(";") if s and s != "completed"]
         if bad:
-            notes.append(f"{r.method}: {', '.join(bad)} after {r['epochs']} epoch(s)"
+            notes.append(f"{r.method}: {', '.join(bad)} after {_epochs_run(r)} epoch(s)"
                          + (" (a diverged run stops at its last finite epoch)" if "diverged" in bad else
                             " (its checkpoint.pt is not kept with it, so it cannot be continued, only rerun)"
                             if set(bad) == {NO_CHECKPOINT} else
