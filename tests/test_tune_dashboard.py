@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from evoprop.cli.main import main
-from evoprop.tune import load_tune_config
+from evoprop.tune import hitl, load_tune_config
 from evoprop.tune.dashboard import dashboard_app
 from evoprop.tune.hitl import run_human_study
 import tune_helpers
@@ -143,12 +143,27 @@ def test_a_wrong_rating_widget_is_one_clear_error(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_a_rating_or_a_fail_given_while_the_trial_still_trains_is_taken_and_the_study_goes_on(tmp_path, data_dir):
-    # trials long enough (~1-2 s) that the person can press Submit (or Fail trial) before the figures exist
-    config = write_tune_config(tmp_path / "early.yaml", data_dir, train={"epochs": 40, "limit_train": 2000},
+def test_a_rating_or_a_fail_given_while_the_trial_still_trains_is_taken_and_the_study_goes_on(
+        tmp_path, data_dir, monkeypatch):
+    config = write_tune_config(tmp_path / "early.yaml", data_dir, train={"epochs": 3, "limit_train": 2000},
                                study={"human": True, "n_trials": 2, "waiting": 1})
     tune = load_tune_config(config, {}, {"storage": f"sqlite:///{tmp_path / 'study.db'}", "out": str(tmp_path / "o")})
     outcome: dict = {}
+    # trial 0: rated 7 while training; trial 1: failed while training; trial 2 onwards: rated 3 once shown
+    verdicts = [{"state": "Complete", "values": [7.0]}, {"state": "Fail"}]
+    # The person presses Submit (or Fail trial) during the trial's first epochs: the real training of
+    # trials 0 and 1 holds after its first epoch until the verdict is posted, so "while it trains" holds
+    # on any machine (timing alone lost the race on a loaded CI runner).
+    posted = [threading.Event() for _ in verdicts]
+    train_trial = hitl.train_trial
+
+    def train_while_the_person_decides(trial, tune, store, echo=None, on_epoch=None):
+        def hold(record):
+            if record["epoch"] == 1 and trial.number < len(posted):
+                assert posted[trial.number].wait(60), f"no verdict for trial {trial.number}"
+        return train_trial(trial, tune, store, echo, on_epoch=hold)
+
+    monkeypatch.setattr(hitl, "train_trial", train_while_the_person_decides)
 
     def propose():
         try:
@@ -165,8 +180,6 @@ def test_a_rating_or_a_fail_given_while_the_trial_still_trains_is_taken_and_the_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     told, early = {}, []
-    # trial 0: rated 7 while training; trial 1: failed while training; trial 2 onwards: rated 3 once shown
-    verdicts = [{"state": "Complete", "values": [7.0]}, {"state": "Fail"}]
     try:
         deadline = time.monotonic() + 90
         while study_loop.is_alive() and time.monotonic() < deadline:
@@ -185,12 +198,14 @@ def test_a_rating_or_a_fail_given_while_the_trial_still_trains_is_taken_and_the_
                     continue
                 assert _post(f"{base}/api/trials/{trial['trial_id']}/tell", body) == 204
                 told[trial["number"]] = body
+                if trial["number"] < len(posted):
+                    posted[trial["number"]].set()
             time.sleep(0.02)
         study_loop.join(timeout=30)
     finally:
         server.shutdown()
     assert "error" not in outcome, outcome.get("error")
-    assert early == [True, True], "the verdicts did not arrive while the trials trained; lengthen the trials"
+    assert early == [True, True], "the verdicts did not arrive while the trials trained"
     trials = outcome["result"].study.get_trials()
     assert [t.state for t in trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
     assert trials[0].value == 7.0  # the early rating is the trial's value
