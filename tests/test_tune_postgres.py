@@ -94,7 +94,7 @@ def _tune(config, storage, out, *extra) -> subprocess.Popen:
 @pytest.mark.slow
 def test_two_workers_on_postgresql_one_killed_mid_trial_lose_and_duplicate_no_trial(tmp_path, data_dir, postgres_url):
     config = write_tune_config(
-        tmp_path / "pg.yaml", data_dir, train={"epochs": 15, "batch_size": 16, "limit_train": 300},
+        tmp_path / "pg.yaml", data_dir, train={"epochs": 40, "batch_size": 16, "limit_train": 300},
         study={"pruner": "none", "figures": False, "heartbeat_interval": 1, "grace_period": 2, "sampler": "random"})
     out = tmp_path / "out"
     victim = _tune(config, postgres_url, out, "--n-trials", "3")

@@ -53,7 +53,7 @@ def test_workers_in_two_commands_share_one_journal_study_without_duplicates(tmp_
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_killed_workers_trial_is_marked_failed_and_retried_with_the_same_settings(tmp_path, data_dir, kind):
     config = write_tune_config(
-        tmp_path / "kill.yaml", data_dir, train={"epochs": 15, "batch_size": 16, "limit_train": 300},
+        tmp_path / "kill.yaml", data_dir, train={"epochs": 40, "batch_size": 16, "limit_train": 300},
         study={"pruner": "none", "figures": False, "heartbeat_interval": 1, "grace_period": 2})
     storage = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "study.log")
     out = tmp_path / "out"
