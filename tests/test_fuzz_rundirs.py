@@ -132,3 +132,38 @@ def test_a_killed_run_reads_as_interrupted_and_resumes_cleanly(data_dir, tmp_pat
     assert not (run / "checkpoint.pt.tmp").exists()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs"] == done + 1 and "owner" not in summary
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_background_run_cleanly_and_it_resumes(data_dir, tmp_path):
+    """`kill PID` (SIGTERM, as a scheduler or torchrun sends) to a run started as a shell's background job,
+    which ignores Ctrl-C: the run stops with one line and status 130, its summary says `interrupted`
+    with no owner left behind (so any machine may resume it), and `--resume` completes it."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    background = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731  what `cmd &` does
+    proc = subprocess.Popen([sys.executable, "-m", "evoprop", "train", "--data-dir", str(data_dir), "--limit-train",
+                             "3000", "--limit-test", "100", "--batch-size", "8", "--epochs", "1000", "--out", str(run),
+                             "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=background)
+    try:
+        _wait_for(lambda: (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().count("\n") >= 1,
+                  "the first epoch")
+        proc.send_signal(signal.SIGINT)  # ignored, as in any background job
+        time.sleep(0.5)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and lines[-1].startswith("evoprop: error: interrupted; completed epochs are saved")
+    summary = RunDir(run).read_summary()
+    assert summary["status"] == "interrupted" and "owner" not in summary
+    done = len(RunDir(run).read_metrics())
+    assert done >= 1 and summary["epochs"] == done
+    assert main(["train", "--resume", str(run), "--epochs", str(done + 1), "--no-progress"]) == 0
+    assert RunDir(run).read_summary()["status"] == "completed"

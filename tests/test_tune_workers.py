@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -172,3 +173,50 @@ def test_a_run_that_finished_before_its_worker_died_is_adopted_not_retrained(tmp
     assert (first / "metrics.jsonl").read_text() == metrics_before
     summary = json.loads((first / "summary.json").read_text())
     assert retry.value == summary["best_val_f1"] and sorted(retry.intermediate_values) == [1, 2]
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_two_worker_tune_stops_both_workers_and_marks_their_trials_failed(tmp_path, data_dir):
+    """`kill PID` of `evoprop tune --n-jobs 2` (SIGTERM reaches that process only, not the worker it spawned):
+    both workers stop within seconds, each marks its trial failed (none is left running for the heartbeat to
+    find), and the command ends with one line and status 130."""
+    config = write_tune_config(tmp_path / "term.yaml", data_dir, train={"epochs": 100000, "batch_size": 16, "limit_train": 300},
+                               study={"pruner": "none", "figures": False, "sampler": "random"})
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    command = _tune(config, storage, tmp_path / "out", "--n-trials", "4", "--n-jobs", "2")
+    study = None
+    deadline = time.monotonic() + 240  # a busy machine starts the second worker slowly
+    while time.monotonic() < deadline:  # until both workers train a trial (of more epochs than they can finish)
+        if study is None and (tmp_path / "s.db").exists():
+            try:
+                study = optuna.load_study(study_name="term", storage=open_storage(storage))
+            except KeyError:
+                pass
+        if study is not None and sum(bool(t.intermediate_values) for t in study.get_trials(deepcopy=False)
+                                     if t.state == TrialState.RUNNING) == 2:
+            break
+        assert command.poll() is None, command.communicate()[1]
+        time.sleep(0.1)
+    else:
+        command.kill()
+        raise AssertionError("the two workers did not both start a trial")
+    training = {t.number for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING}
+    command.send_signal(signal.SIGTERM)
+    try:
+        _, err = command.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        left = subprocess.run(["ps", "-o", "pid,ppid,stat,args", "--ppid", str(command.pid)], capture_output=True,
+                              text=True).stdout
+        for line in left.splitlines()[1:]:  # the worker it started, if it is still there
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        command.kill()
+        _, err = command.communicate()
+        raise AssertionError(f"still running 120 s after SIGTERM; its child processes:\n{left}\n{err[-4000:]}")
+    assert command.returncode == 130, err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if "error" in line] == [
+        "evoprop: error: interrupted; finished trials are saved and the interrupted one is marked failed: run the "
+        "same command again to continue the study"]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert TrialState.RUNNING not in states.values()
+    assert len(training) == 2 and all(states[number] == TrialState.FAIL for number in training), states

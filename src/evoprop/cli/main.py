@@ -28,6 +28,7 @@ from evoprop.cli.tune import tune_command
 from evoprop.data import DataNote
 from evoprop.errors import EvopropError, TrainingDiverged
 from evoprop.optim import OPTIMIZERS
+from evoprop.signals import stop_on_signals
 
 
 
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 original(message, category, *args, **kwargs)
 
         warnings.showwarning = show
-        return _run(argv)
+        with stop_on_signals():  # `kill PID` stops a run as Ctrl-C does (evoprop.signals)
+            return _run(argv)
 
 
 def _run(argv: list[str] | None) -> int:

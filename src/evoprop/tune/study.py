@@ -41,6 +41,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from evoprop.config import TrainConfig
+from evoprop import signals
 from evoprop.errors import ConfigError, EvopropError, TrainingDiverged
 from evoprop.tune.artifacts import artifact_store
 from evoprop.tune.objective import Objective, SurplusTrial
@@ -306,6 +307,11 @@ def _run_processes(tune: TuneConfig, study: optuna.Study, echo: Callable[[str], 
     try:
         echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         run_worker(tune, 0, lambda line: echo(f"[worker 0] {line}"), verbose, study)
+    except KeyboardInterrupt:
+        if signals.terminated():  # SIGTERM reached this process only (Ctrl-C reaches the whole group)
+            for process in others:
+                process.terminate()  # each stops as it would on Ctrl-C: its trial marked failed
+        raise
     finally:
         torch.set_num_threads(threads)
         for process in others:  # on an error or Ctrl-C here too: the others finish or stop on their own
@@ -335,11 +341,14 @@ def _worker_main(tune: TuneConfig, worker: int, verbose: bool, threads: int) -> 
 
     torch.set_num_threads(threads)
     try:
-        run_worker(tune, worker, lambda line: print(f"[worker {worker}] {line}", file=sys.stderr, flush=True),
-                   verbose)
+        with signals.stop_on_signals():
+            run_worker(tune, worker, lambda line: print(f"[worker {worker}] {line}", file=sys.stderr, flush=True),
+                       verbose)
     except EvopropError as exc:
         print(f"evoprop: error: [worker {worker}] {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: its trial is marked failed; worker 0 says what was kept
+        sys.exit(signals.EXIT_INTERRUPTED)
 
 
 def finish(tune: TuneConfig, study: optuna.Study) -> StudyResult:
