@@ -39,7 +39,22 @@ def test_paper_variant_explosion_is_a_clear_divergence():
     msg = str(info.value)
     assert "'paper'" in msg and f"generation {es.generation}" in msg and "above 1e20 × σ0" in msg
     assert "--strategy cma" in msg and "faithful=false" in msg
+    assert "--es-weight-decay" not in msg  # the printed equations explode on any fitness
     assert isinstance(info.value, TrainingDiverged)  # so every trainer marks the run diverged
+
+
+def test_a_fitness_that_scale_keeps_lowering_diverges_with_the_remedy_for_it():
+    """sep-CMA-ES on a fitness unbounded below (linear, as the NLL of a separable batch is along the
+    scale of the weights): σ grows until the guard, and the message says how to bound the fitness and
+    names the other strategies, not sep itself (Table 1's sep row ended so, RESULTS.md)."""
+    es = make_strategy("sep", torch.zeros(20, dtype=torch.float64), 0.5, seed=0)
+    with pytest.raises(StrategyDiverged) as info:
+        for _ in range(5000):
+            X = es.ask()
+            es.tell(X, -X.sum(dim=1))
+    msg = str(info.value)
+    assert "'sep'" in msg and "above 1e20 × σ0" in msg and "--es-weight-decay" in msg and "--es-batch-size" in msg
+    assert "--strategy cma" in msg and "--strategy lmma" in msg and "--strategy sep" not in msg
 
 
 def test_a_converging_search_is_not_a_divergence():

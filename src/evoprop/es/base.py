@@ -598,8 +598,16 @@ class Strategy(abc.ABC):
         self._sigma = sigma
 
     # -- divergence (see the module docstring) -------------------------------
-    #: what to change when the search diverges (a strategy may say something more specific)
-    _remedy = "lower sigma0 (--sigma0) or choose another strategy (--strategy cma, or sep)"
+    @property
+    def _remedy(self) -> str:
+        """What to change when the search diverges (a strategy may say something more specific)."""
+        others = " or ".join(f"--strategy {name}" for name in ("cma", "sep", "lmma") if name != self.name)
+        return f"lower sigma0 (--sigma0) or choose another strategy ({others})"
+
+    #: why σ grows without bound on a fitness that is not broken (Table 1's sep row, RESULTS.md)
+    _unbounded = ("a spread that grows generation after generation means that scaling the weights up keeps "
+                  "lowering the fitness, as the NLL of a linearly separable ES batch does: bound it with an "
+                  "L2 term (--es-weight-decay) or a larger ES batch (--es-batch-size)")
 
     def _diverged(self, what: str, generation: int | None = None) -> StrategyDiverged:
         """The error for a degenerate state found in ``generation`` (default: the one being told)."""
@@ -621,7 +629,7 @@ class Strategy(abc.ABC):
         if spread > SIGMA_RATIO_MAX:
             what = "the spread of its samples, σ · max √C_ii" if self._cheap_max_std else "its step size σ"
             raise self._diverged(f"{what} = {spread * self._sigma0:.3g}, grew above 1e20 × σ0 "
-                                 f"(σ0 = {self._sigma0:.3g})")
+                                 f"(σ0 = {self._sigma0:.3g})" + (f"; {self._unbounded}" if self._unbounded else ""))
         if spread < SIGMA_RATIO_MIN:
             # So small a spread is a collapse only if the candidates no longer differ from the mean
             # in the work dtype; a search converging onto an optimum at 0 legitimately gets here.

@@ -133,6 +133,10 @@ class PaperCMA(FullCovariance, Strategy):
         return "lower sigma0 (--sigma0) or use --strategy cma (standard CMA-ES)"
 
     @property
+    def _unbounded(self) -> str:  # as printed, σ explodes on any fitness: the equations, not the fitness
+        return "" if self._faithful else super()._unbounded
+
+    @property
     def eta_c(self) -> float:
         return self._eta_c
 
