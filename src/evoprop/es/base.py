@@ -601,7 +601,9 @@ class Strategy(abc.ABC):
     @property
     def _remedy(self) -> str:
         """What to change when the search diverges (a strategy may say something more specific)."""
-        others = " or ".join(f"--strategy {name}" for name in ("cma", "sep", "lmma") if name != self.name)
+        from .registry import SINGLE_RUN  # the registry imports this module; read only when a search diverged
+
+        others = " or ".join(f"--strategy {name}" for name in SINGLE_RUN if name not in (self.name, "paper"))
         return f"lower sigma0 (--sigma0) or choose another strategy ({others})"
 
     #: why σ grows without bound on a fitness that is not broken (Table 1's sep row, RESULTS.md)
